@@ -1,0 +1,100 @@
+"""The ``pipefleet`` command: tasks, predict, annotate, serve.
+
+This is the composition root: it is the one module of the package that reaches the
+adapters (``jobs``, ``serve``), and only when their subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipefleet.errors import FatalError
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    from pipefleet.registry import tasks
+
+    for task, aliases in tasks().items():
+        print(f"{task}\t{', '.join(aliases)}" if aliases else task)
+    return 0
+
+
+def _read_jsonl(path: Path) -> list:
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise FatalError(f"{path}:{number}: not valid JSON: {exc}") from None
+    return rows
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """Run a spec's handler in-process over a small JSONL file; print one JSON line per row."""
+    from pipefleet.outputs import split_outcomes, to_jsonable
+    from pipefleet.registry import handler_class
+    from pipefleet.spec import load_spec
+
+    spec = load_spec(args.spec)
+    handler = handler_class(spec.task)(spec)
+    columns = handler.column_map(spec.input.columns)
+    rows = _read_jsonl(Path(args.input))
+    # A line may be a bare input (a string) or a row of named columns.
+    inputs = [handler.input_from_row(r, columns) if isinstance(r, dict) else r for r in rows]
+    handler.setup()
+    values, errors = split_outcomes(handler.predict(inputs))
+    column = spec.output.column or handler.output_column
+    for row, value, error in zip(rows, values, errors):
+        record = dict(row) if isinstance(row, dict) else {"input": row}
+        record.update({column: to_jsonable(value), "error": error})
+        print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from jobs.annotate import main as annotate_main
+
+    return annotate_main(args.rest)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from serve.cli import main as serve_main
+
+    return serve_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipefleet", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("tasks", help="list the supported tasks with their aliases").set_defaults(run=_tasks)
+    predict = commands.add_parser("predict", help="run a spec in-process over a small JSONL file")
+    predict.add_argument("spec")
+    predict.add_argument("--input", required=True, help="JSONL: one input (a string) or one row (an object) per line")
+    predict.set_defaults(run=_predict)
+    for name, run, text in (
+        ("annotate", _annotate, "run the annotation job (see: pipefleet annotate -h)"),
+        ("serve", _serve, "start the online endpoint (see: pipefleet serve -h)"),
+    ):
+        sub = commands.add_parser(name, help=text, add_help=False)
+        sub.add_argument("rest", nargs=argparse.REMAINDER)
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pipefleet`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except FatalError as exc:
+        print(f"pipefleet: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The contract every task implements, shared by the batch job and the online endpoint.
+
+A handler is built from a spec cheaply; :meth:`TaskHandler.setup` loads the model once
+per actor or replica. :meth:`TaskHandler.predict` takes a batch of inputs and returns
+exactly one outcome per input, in order: the task's output (the structure
+``transformers.pipeline`` returns for that input) or a :class:`RowError`.
+Handlers know nothing of Ray, Arrow files or HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pipefleet.errors import BadInput, ModelError, RowError
+from pipefleet.runner import run_pipeline
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from transformers import Pipeline
+
+    from pipefleet.spec import Spec
+
+Params = Mapping[str, Any]
+
+
+class TaskHandler:
+    """Base class of the task handlers.
+
+    Subclasses set the class attributes and override :meth:`prepare` (validate one raw
+    input) and :meth:`arrow_type`; tasks whose hot path differs from the pipeline's
+    override :meth:`run`.
+
+    >>> from pipefleet.spec import parse_spec
+    >>> from pipefleet.registry import handler_class
+    >>> spec = parse_spec({"task": "sentiment-analysis", "model": "path/to/model"})
+    >>> handler = handler_class(spec.task)(spec)   # cheap: nothing is loaded yet
+    >>> handler.task
+    'text-classification'
+    """
+
+    task: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    hf_task: ClassVar[str | None] = None  # the transformers task name, when it differs
+    input_names: ClassVar[tuple[str, ...]] = ("text",)  # first is the main input; the rest optional
+    parameters: ClassVar[frozenset[str]] = frozenset()
+    output_column: ClassVar[str] = "output"
+
+    def __init__(self, spec: "Spec") -> None:
+        self.spec = spec
+        self.pipe: "Pipeline | None" = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Load the model; called once per actor or replica, never at import time."""
+        from pipefleet.models import load_pipeline
+
+        self.pipe = load_pipeline(self.spec, self.hf_task or self.task)
+
+    def identity(self) -> dict[str, Any]:
+        """Task, model and revision as loaded."""
+        from pipefleet.models import model_identity
+
+        base = {"task": self.task, "model": self.spec.model, "revision": self.spec.revision}
+        return {**base, **model_identity(self.pipe, self.spec)} if self.pipe is not None else base
+
+    # ---- parameters ------------------------------------------------------------------
+
+    @classmethod
+    def check_params(cls, params: Params) -> None:
+        """Raise :class:`BadInput` naming any parameter this task does not take."""
+        unknown = sorted(set(params) - cls.parameters)
+        if unknown:
+            accepted = ", ".join(sorted(cls.parameters)) or "none"
+            raise BadInput(f"unknown parameter(s) for {cls.task}: {', '.join(unknown)}; accepted: {accepted}")
+
+    def merged_params(self, overrides: Params | None) -> dict[str, Any]:
+        """Spec parameters overridden by a call's, as ``pipeline(..., **kwargs)`` then ``pipe(x, **kwargs)``."""
+        if overrides:
+            self.check_params(overrides)
+        return {**self.spec.params, **(overrides or {})}
+
+    # ---- rows of a table (the job, ``pipefleet predict``) -----------------------------
+
+    @classmethod
+    def column_map(cls, columns: Mapping[str, str]) -> dict[str, str]:
+        """Handler input name -> column, defaulting to the main input read from a column of the same name."""
+        unknown = sorted(set(columns) - set(cls.input_names))
+        if unknown:
+            raise BadInput(
+                f"input.columns: {cls.task} has no input named {', '.join(unknown)}; "
+                f"its inputs are {', '.join(cls.input_names)}"
+            )
+        return dict(columns) or {cls.input_names[0]: cls.input_names[0]}
+
+    @classmethod
+    def input_from_row(cls, row: Mapping[str, Any], columns: Mapping[str, str]) -> Any:
+        """The raw input of one row: the mapped column's value, or a dict when several inputs are mapped."""
+        if len(columns) == 1:
+            return row.get(next(iter(columns.values())))
+        return {name: row.get(column) for name, column in columns.items()}
+
+    # ---- the batch call --------------------------------------------------------------
+
+    def predict(self, inputs: Sequence[Any], params: Params | Sequence[Params] | None = None) -> list[Any]:
+        """One outcome per input, in order: the output, or a :class:`RowError`.
+
+        ``params`` overrides the spec's parameters for every row, or row by row when it
+        is a sequence as long as ``inputs`` (the endpoint batches requests that way).
+        """
+        if self.pipe is None:
+            raise ModelError(f"{type(self).__name__}.setup() was not called")
+        per_row = self._per_row_params(inputs, params)
+        outcomes: list[Any] = [None] * len(inputs)
+        ready: list[int] = []
+        prepared: list[Any] = []
+        prepared_params: list[dict[str, Any]] = []
+        for index, raw in enumerate(inputs):
+            try:
+                value, row_params = self.prepare(raw, per_row[index])
+            except BadInput as exc:
+                outcomes[index] = RowError.from_exception(exc)
+                continue
+            ready.append(index)
+            prepared.append(value)
+            prepared_params.append(row_params)
+        results = self.run(prepared, prepared_params) if prepared else []
+        if len(results) != len(prepared):
+            raise ModelError(f"batch size mismatch: {len(prepared)} inputs gave {len(results)} outputs")
+        for index, result in zip(ready, results):
+            outcomes[index] = result
+        return outcomes
+
+    def _per_row_params(self, inputs: Sequence[Any], params: Params | Sequence[Params] | None) -> list[dict]:
+        if params is None or isinstance(params, Mapping):
+            shared = self.merged_params(params)
+            return [shared] * len(inputs)
+        if len(params) != len(inputs):
+            raise ModelError(f"{len(params)} parameter sets for {len(inputs)} inputs")
+        return [self.merged_params(p) for p in params]
+
+    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """Validate one raw input; return the pipeline's input and this row's parameters.
+
+        Raises :class:`BadInput` with a message naming the problem. The default takes
+        one non-empty string.
+        """
+        return require_text(raw, self.task), params
+
+    def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
+        """The hot path: the pipeline's own stages, batched across rows (see :mod:`pipefleet.runner`)."""
+        return run_pipeline(self.pipe, inputs, row_params, self.spec.batch_size)
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> "pa.DataType":
+        """The Arrow type of one row's output for these parameters and input names."""
+        raise NotImplementedError
+
+
+def require_text(value: Any, task: str, what: str = "input") -> str:
+    """``value`` if it is a non-empty string, else :class:`BadInput` naming what is wrong."""
+    if value is None:
+        raise BadInput(f"{task}: {what} is missing (null)")
+    if not isinstance(value, str):
+        raise BadInput(f"{task}: {what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise BadInput(f"{task}: {what} is empty")
+    return value

@@ -1,0 +1,87 @@
+"""Loading a ``transformers`` pipeline from the model section of a spec.
+
+Hub ids and local folders take the same path: ``transformers.pipeline`` resolves both,
+the Hub token comes from ``HF_TOKEN`` in the environment and never from the spec.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import TYPE_CHECKING, Any
+
+from pipefleet.errors import FatalError
+
+if TYPE_CHECKING:
+    from transformers import Pipeline
+
+    from pipefleet.spec import Spec
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` is the first GPU this process can see (Ray sets CUDA_VISIBLE_DEVICES per actor), else CPU."""
+    import torch
+
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise FatalError(f"device {device!r} was asked for, but this process sees no CUDA GPU")
+        return device
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def _quantization_config(kind: str) -> Any:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise FatalError(f"quantization {kind!r} needs a CUDA GPU (bitsandbytes); this process sees none")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise FatalError(f"quantization {kind!r} needs the bitsandbytes package: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_8bit=True) if kind == "8bit" else BitsAndBytesConfig(load_in_4bit=True)
+
+
+def pipeline_kwargs(spec: "Spec", hf_task: str) -> dict[str, Any]:
+    """The keyword arguments of ``transformers.pipeline`` for this spec (no model is loaded)."""
+    model_kwargs = dict(spec.model_kwargs)
+    kwargs: dict[str, Any] = {
+        "task": hf_task,
+        "model": spec.model,
+        "tokenizer": spec.tokenizer,
+        "revision": spec.revision,
+        "trust_remote_code": spec.trust_remote_code,
+        "token": os.environ.get("HF_TOKEN") or None,
+        "dtype": spec.dtype,
+    }
+    if spec.quantization:
+        model_kwargs["quantization_config"] = _quantization_config(spec.quantization)
+    if spec.device_map:
+        kwargs["device_map"] = spec.device_map  # accelerate places the layers; no device then
+    elif not spec.quantization:  # bitsandbytes places quantized weights itself
+        kwargs["device"] = resolve_device(spec.device)
+    if model_kwargs:
+        kwargs["model_kwargs"] = model_kwargs
+    return kwargs
+
+
+def load_pipeline(spec: "Spec", hf_task: str) -> "Pipeline":
+    """Build the ``transformers`` pipeline that a handler runs; fails fast with the cause."""
+    from transformers import pipeline
+
+    kwargs = pipeline_kwargs(spec, hf_task)
+    try:
+        return pipeline(**kwargs)
+    except FatalError:
+        raise
+    except Exception as exc:  # any load failure is fatal: there is nothing to retry per row
+        what = spec.model or f"the default model of {hf_task!r}"
+        raise FatalError(f"cannot load {what}: {type(exc).__name__}: {exc}") from exc
+
+
+def model_identity(pipe: "Pipeline", spec: "Spec") -> dict[str, str | None]:
+    """Model name and revision as loaded, for manifests and ``GET /``."""
+    config = getattr(pipe.model, "config", None)
+    return {
+        "model": spec.model or getattr(config, "_name_or_path", None),
+        "revision": spec.revision or getattr(config, "_commit_hash", None),
+    }

@@ -1,0 +1,50 @@
+"""Turning handler outcomes into JSON values and typed Arrow columns.
+
+Both adapters use these: ``jobs/`` writes Arrow columns, ``serve/`` and the CLI print JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pipefleet.errors import RowError
+
+
+def to_jsonable(value: Any) -> Any:
+    """The same structure with numpy arrays and scalars turned into plain Python values."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if hasattr(value, "messages"):  # a transformers Chat
+        return to_jsonable(list(value.messages))
+    return value
+
+
+def split_outcomes(outcomes: Sequence[Any]) -> tuple[list[Any], list[str | None]]:
+    """Outputs (None where the row failed) and error messages (None where it succeeded)."""
+    values = [None if isinstance(o, RowError) else o for o in outcomes]
+    errors = [o.message if isinstance(o, RowError) else None for o in outcomes]
+    return values, errors
+
+
+def to_arrow(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
+    """A typed Arrow array of outputs; None stays null. Float vectors skip per-row Python objects."""
+    if pa.types.is_fixed_size_list(arrow_type) and all(isinstance(v, np.ndarray) for v in values if v is not None):
+        size = arrow_type.list_size
+        mask = np.array([v is None for v in values])
+        flat = np.zeros((len(values), size), dtype=np.float32)
+        present = [i for i, v in enumerate(values) if v is not None]
+        if present:
+            flat[present] = np.stack([values[i] for i in present])
+        array = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), type=arrow_type.value_type), size)
+        return pa.FixedSizeListArray.from_arrays(array.values, size, mask=pa.array(mask)) if mask.any() else array
+    return pa.array([to_jsonable(v) for v in values], type=arrow_type)

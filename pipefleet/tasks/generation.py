@@ -1,0 +1,77 @@
+"""text-generation: prompts or chat conversations, generated in left-padded batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from pipefleet.errors import BadInput
+from pipefleet.handler import Params, TaskHandler, require_text
+from pipefleet.registry import register
+
+_GENERATE_PARAMS = {
+    "max_new_tokens",
+    "min_new_tokens",
+    "max_length",
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "num_return_sequences",
+    "num_beams",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "length_penalty",
+}
+_PIPELINE_PARAMS = {
+    "return_full_text",
+    "stop_sequence",
+    "prefix",
+    "truncation",
+    "continue_final_message",
+    "skip_special_tokens",
+    "clean_up_tokenization_spaces",
+}
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+
+@register
+class TextGenerationHandler(TaskHandler):
+    """Continues a prompt, or answers a chat (a list of ``{role, content}`` messages)."""
+
+    task = "text-generation"
+    input_names = ("text", "messages")
+    parameters = frozenset(_GENERATE_PARAMS | _PIPELINE_PARAMS)
+    output_column = "generated"
+
+    def setup(self) -> None:
+        super().setup()
+        tokenizer = self.pipe.tokenizer
+        # Decoder-only models must be padded on the left for batched generation.
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        if isinstance(raw, (list, tuple)):
+            return as_chat(raw, self.task), params
+        return require_text(raw, self.task), params
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        chat = "messages" in inputs and params.get("return_full_text", True)
+        text = pa.list_(_MESSAGE) if chat else pa.string()
+        return pa.list_(pa.struct([("generated_text", text)]))
+
+
+def as_chat(messages: Sequence[Any], task: str) -> Any:
+    """A ``transformers`` Chat from a list of ``{role, content}`` messages, or BadInput."""
+    from transformers.pipelines.base import Chat
+
+    if not messages:
+        raise BadInput(f"{task}: a chat needs at least one message")
+    for number, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or "content" not in message:
+            raise BadInput(f"{task}: chat message {number} must be an object with 'role' and 'content'")
+    return Chat([{"role": m["role"], "content": m["content"]} for m in messages])

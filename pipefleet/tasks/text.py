@@ -1,0 +1,117 @@
+"""Text tasks whose hot path is the pipeline's own: classification, tokens, zero-shot, fill-mask."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from pipefleet.errors import BadInput
+from pipefleet.handler import Params, TaskHandler, require_text
+from pipefleet.registry import register
+
+_LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
+_TOKENIZER_PARAMS = frozenset({"truncation", "max_length", "padding"})
+
+
+@register
+class TextClassificationHandler(TaskHandler):
+    """Labels with scores for a text or a text pair (``{"text": ..., "text_pair": ...}``)."""
+
+    task = "text-classification"
+    aliases = ("sentiment-analysis",)
+    input_names = ("text", "text_pair")
+    parameters = frozenset({"top_k", "function_to_apply"}) | _TOKENIZER_PARAMS
+    output_column = "classification"
+
+    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        if isinstance(raw, dict):
+            unknown = set(raw) - {"text", "text_pair"}
+            if unknown:
+                raise BadInput(f"{self.task}: a text pair has keys text and text_pair, got {sorted(unknown)}")
+            pair = {"text": require_text(raw.get("text"), self.task, "text")}
+            if raw.get("text_pair") is not None:
+                pair["text_pair"] = require_text(raw["text_pair"], self.task, "text_pair")
+            return (pair if "text_pair" in pair else pair["text"]), params
+        return require_text(raw, self.task), params
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        # pipeline() returns one {label, score} per text unless top_k is given, then a list.
+        return pa.list_(_LABEL_SCORE) if "top_k" in params else _LABEL_SCORE
+
+
+@register
+class TokenClassificationHandler(TaskHandler):
+    """Entities (or per-token labels) with character offsets."""
+
+    task = "token-classification"
+    aliases = ("ner",)
+    parameters = frozenset({"aggregation_strategy", "ignore_labels", "stride"})
+    output_column = "entities"
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        aggregated = str(params.get("aggregation_strategy", "none")).lower() != "none"
+        label = [("entity_group", pa.string())] if aggregated else [("entity", pa.string())]
+        index = [] if aggregated else [("index", pa.int64())]
+        fields = [
+            *label,
+            ("score", pa.float64()),
+            *index,
+            ("word", pa.string()),
+            ("start", pa.int64()),
+            ("end", pa.int64()),
+        ]
+        return pa.list_(pa.struct(fields))
+
+
+@register
+class ZeroShotClassificationHandler(TaskHandler):
+    """NLI-based classification into caller-given labels, from params or per row."""
+
+    task = "zero-shot-classification"
+    input_names = ("text", "candidate_labels")
+    parameters = frozenset({"candidate_labels", "hypothesis_template", "multi_label"})
+    output_column = "zero_shot"
+
+    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        if isinstance(raw, dict):
+            unknown = set(raw) - {"text", "candidate_labels"}
+            if unknown:
+                raise BadInput(f"{self.task}: an input has keys text and candidate_labels, got {sorted(unknown)}")
+            if raw.get("candidate_labels") is not None:
+                params = {**params, "candidate_labels": raw["candidate_labels"]}
+            raw = raw.get("text")
+        text = require_text(raw, self.task)
+        labels = params.get("candidate_labels")
+        if isinstance(labels, str):
+            labels = [label.strip() for label in labels.split(",") if label.strip()]
+        if not labels or not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) and x for x in labels):
+            raise BadInput(f"{self.task}: candidate_labels must be a non-empty list of strings (in params or per row)")
+        return text, {**params, "candidate_labels": list(labels)}
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        return pa.struct(
+            [("sequence", pa.string()), ("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float64()))]
+        )
+
+
+@register
+class FillMaskHandler(TaskHandler):
+    """The most likely tokens for the one mask token in each text."""
+
+    task = "fill-mask"
+    parameters = frozenset({"top_k", "targets"})
+    output_column = "fill_mask"
+
+    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        text = require_text(raw, self.task)
+        mask = self.pipe.tokenizer.mask_token
+        count = text.count(mask)
+        if count != 1:
+            raise BadInput(f"{self.task}: the text must hold exactly one {mask} token, found {count}")
+        return text, params
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        fields = [("score", pa.float64()), ("token", pa.int64()), ("token_str", pa.string()), ("sequence", pa.string())]
+        return pa.list_(pa.struct(fields))

@@ -1,0 +1,114 @@
+"""A catalogue of broken specs, each rejected with a message that says what to change."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipefleet.errors import SpecError
+from pipefleet.spec import load_spec, parse_spec
+
+BROKEN = [
+    ({"task": "sumarization-x"}, "unknown task 'sumarization-x'"),
+    ({"task": "sentiment-analysys"}, "did you mean 'sentiment-analysis'"),
+    ({"task": "ner", "modle": "x"}, "modle: unknown key"),
+    ({"model": "x"}, "task: required key is missing"),
+    ({"task": "ner", "dtype": "float8"}, "dtype"),
+    ({"task": "ner", "device": "gpu"}, "use auto, cpu, cuda, cuda:N or mps"),
+    ({"task": "ner", "device_map": "everywhere"}, "device_map 'everywhere'"),
+    ({"task": "ner", "device": "cpu", "device_map": "auto"}, "exclude each other"),
+    ({"task": "ner", "quantization": "3bit"}, "quantization"),
+    ({"task": "ner", "batch_size": 0}, "batch_size"),
+    ({"task": "ner", "params": {"top_k": 3}}, "unknown parameter(s) for token-classification: top_k"),
+    ({"task": "feature-extraction", "params": {"pooling": "max"}}, "pooling 'max' is not one of mean, cls, none"),
+    ({"task": "ner", "model_kwargs": {"token": "hf_x"}}, "export HF_TOKEN"),
+    ({"task": "ner", "compute": {"concurrency": [4, 2]}}, "min 4 > max 2"),
+    ({"task": "ner", "compute": {"concurrency": 0}}, "must be at least 1"),
+    ({"task": "ner", "compute": {"gpus": 1}}, "compute.gpus: unknown key"),
+    ({"task": "ner", "input": {"format": "xlsx"}}, "input.format"),
+    ({"task": "ner", "serve": {"route": "ner"}}, "must start with '/'"),
+    ({"task": "ner", "serve": {"max_batch_size": 64, "max_ongoing_requests": 8}}, "batches could never fill"),
+    (
+        {"task": "ner", "serve": {"autoscaling": {"min_replicas": 3, "max_replicas": 1}}},
+        "min_replicas 3 > max_replicas 1",
+    ),
+    (["task", "ner"], "a spec is a mapping"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), BROKEN, ids=lambda x: str(x)[:50])
+def test_broken_spec_says_what_to_change(data, message):
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data, source="spec.yaml")
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("spec.yaml")
+
+
+def test_defaults_and_aliases():
+    spec = parse_spec({"task": "sentiment-analysis", "model": "some/model"})
+    assert spec.task == "text-classification"
+    assert (spec.dtype, spec.device, spec.batch_size, spec.trust_remote_code) == ("auto", "auto", 32, False)
+    assert spec.route == "/text-classification"
+    with pytest.raises(Exception):
+        spec.batch_size = 4  # frozen
+
+
+def test_load_spec_file_and_overrides(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("task: ner\nmodel: m\ninput:\n  path: a.parquet\n  limit: 5\n")
+    spec = load_spec(path, **{"input.path": "b.jsonl", "output.path": "out"})
+    assert (spec.input.path, spec.input.limit, spec.output.path) == ("b.jsonl", 5, "out")
+    assert spec.input.resolved_format() == "jsonl"
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "missing.yaml")
+    path.write_text("task: [ner\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(path)
+
+
+def test_input_format_cannot_be_guessed():
+    spec = parse_spec({"task": "ner", "input": {"path": "data/corpus"}})
+    with pytest.raises(SpecError, match="cannot infer the format"):
+        spec.input.resolved_format()
+
+
+def test_model_that_cannot_load_fails_fast(tmp_path, make_handler):
+    from pipefleet.errors import FatalError
+
+    with pytest.raises(FatalError, match="cannot load .*empty-folder"):
+        make_handler("text-classification", str(tmp_path / "empty-folder"))
+
+
+def test_quantization_without_gpu_is_a_clear_error():
+    import torch
+
+    from pipefleet.errors import FatalError
+    from pipefleet.models import pipeline_kwargs
+
+    if torch.cuda.is_available():
+        pytest.skip("this checks the CPU-only message")
+    spec = parse_spec({"task": "ner", "model": "m", "quantization": "8bit"})
+    with pytest.raises(FatalError, match="needs a CUDA GPU"):
+        pipeline_kwargs(spec, "token-classification")
+
+
+def test_pipeline_kwargs_honour_the_spec(monkeypatch):
+    from pipefleet.models import pipeline_kwargs
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    spec = parse_spec(
+        {
+            "task": "ner",
+            "model": "org/name",
+            "revision": "v1",
+            "dtype": "bfloat16",
+            "device": "cpu",
+            "trust_remote_code": True,
+            "model_kwargs": {"attn_implementation": "eager"},
+        }
+    )
+    kwargs = pipeline_kwargs(spec, "token-classification")
+    assert kwargs["model"] == "org/name" and kwargs["revision"] == "v1" and kwargs["dtype"] == "bfloat16"
+    assert kwargs["token"] == "hf_secret" and kwargs["trust_remote_code"] is True and kwargs["device"] == "cpu"
+    assert kwargs["model_kwargs"] == {"attn_implementation": "eager"}
+    mapped = pipeline_kwargs(parse_spec({"task": "ner", "device_map": "auto"}), "token-classification")
+    assert mapped["device_map"] == "auto" and "device" not in mapped and mapped["model"] is None
