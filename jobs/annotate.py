@@ -1,0 +1,176 @@
+"""The annotation job: ``python -m jobs.annotate SPEC.yaml`` (or ``pipefleet annotate SPEC.yaml``).
+
+Reads the corpus with Ray Data, annotates it through an actor pool in which each actor
+holds one loaded handler (pinned to the GPU(s) Ray gave it), and writes the input rows
+plus the typed output and ``error`` columns. Joins a running cluster when ``RAY_ADDRESS``
+or ``--address`` says so (as under ``ray job submit``); otherwise starts a local Ray.
+
+Example::
+
+    python -m jobs.annotate examples/minilm-embeddings.yaml --output out/embeddings
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from jobs.compute import plan_actors
+from jobs.manifest import MANIFEST_NAME, output_counts, write_manifest
+from jobs.readers import id_column_of, read_corpus
+from jobs.worker import STATS_ACTOR, AnnotateBatch, JobStats
+from pipefleet.errors import FatalError, SpecError
+from pipefleet.registry import handler_class
+from pipefleet.spec import Spec, load_spec
+
+CHECKPOINT_DIR = "_checkpoint"  # inside the output folder; readers skip names starting with "_"
+
+
+def connect(address: str | None) -> bool:
+    """Join the cluster at ``address``/``RAY_ADDRESS``, or start a local Ray; True when started here."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, namespace="pipefleet")
+        return False
+    # One logical CPU more than the cores: read and write tasks mostly wait on I/O, and
+    # without a slot of their own they starve behind actors that hold every core.
+    ray.init(namespace="pipefleet", include_dashboard=False, num_cpus=(os.cpu_count() or 1) + 1)
+    return True
+
+
+def _local(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
+    """Run the job described by ``spec``; returns the manifest it wrote beside the output."""
+    import ray
+    import ray.data
+    from ray.data.checkpoint import CheckpointConfig
+
+    if not spec.output.path:
+        raise SpecError("output.path is not set: give it in the spec or with --output")
+    handler_class(spec.task).column_map(spec.input.columns)  # bad column names fail before Ray starts
+    started_here = connect(address)
+    output = _local(spec.output.path)
+    plan = plan_actors(spec.compute, ray.cluster_resources(), fixed_cluster=started_here)
+    for note in plan.notes:
+        print(f"pipefleet: {note}", file=sys.stderr)
+
+    input_spec = spec.input.model_copy(update={"path": _local(spec.input.path or "")})
+    id_column = id_column_of(input_spec)
+    context = ray.data.DataContext.get_current()
+    if id_column:
+        # Rows whose output was committed are skipped on a rerun; the checkpoint is kept
+        # after success, so rerunning a finished job writes nothing twice.
+        context.checkpoint_config = CheckpointConfig(
+            id_column=id_column,
+            checkpoint_path=os.path.join(output, CHECKPOINT_DIR),
+            delete_checkpoint_on_success=False,
+        )
+    else:
+        context.checkpoint_config = None
+        print(
+            "pipefleet: resume is off: the input has no stable row id; set input.id_column "
+            "(Parquet input and file folders get one)",
+            file=sys.stderr,
+        )
+    corpus = read_corpus(input_spec)
+
+    stats_name = f"{STATS_ACTOR}-{uuid.uuid4().hex[:8]}"
+    stats = ray.remote(num_cpus=0)(JobStats).options(name=stats_name).remote()
+    # Blocks of rows_per_call rows spread one file's rows over the whole actor pool.
+    annotated = corpus.dataset.repartition(target_num_rows_per_block=spec.compute.rows_per_call).map_batches(
+        AnnotateBatch,
+        fn_constructor_kwargs={"spec_json": spec.model_dump_json(), "stats_name": stats_name},
+        batch_size=spec.compute.rows_per_call,
+        batch_format="pyarrow",
+        num_cpus=plan.num_cpus,
+        num_gpus=plan.num_gpus,
+        compute=plan.strategy(),
+    )
+    started = time.monotonic()
+    if spec.output.format == "parquet":
+        annotated.write_parquet(output)
+    else:
+        annotated.write_json(output)
+    wall = time.monotonic() - started
+    this_run = ray.get(stats.snapshot.remote())
+    ray.kill(stats)
+
+    manifest = {
+        "task": spec.task,
+        "model": this_run.get("identity", {}).get("model") or spec.model,
+        "revision": this_run.get("identity", {}).get("revision") or spec.revision,
+        "input": spec.input.path,
+        "output": output,
+        "output_format": spec.output.format,
+        "id_column": corpus.id_column,
+        "resumable": corpus.id_column is not None,
+        **output_counts(output, spec.output.format, corpus.id_column),
+        "this_run": {
+            "rows": sum(this_run["rows"].values()),
+            "errored": sum(this_run["errors"].values()),
+            "wall_s": round(wall, 3),
+            "rows_per_s": round(sum(this_run["rows"].values()) / wall, 2) if wall else None,
+            "per_actor_rows": this_run["rows"],
+            "compute": {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "concurrency": plan.concurrency},
+            "notes": list(plan.notes),
+        },
+        "spec": json.loads(spec.model_dump_json()),
+    }
+    write_manifest(output, manifest)
+    return manifest
+
+
+def summary(manifest: dict[str, Any]) -> str:
+    """The lines printed at the end of a run."""
+    run = manifest["this_run"]
+    return "\n".join(
+        [
+            f"pipefleet: {manifest['task']} with {manifest['model']}",
+            f"  this run:  {run['rows']} rows ({run['errored']} errored) in {run['wall_s']:.1f} s, "
+            f"{run['rows_per_s'] or 0:.1f} rows/s on {len(run['per_actor_rows'])} actor(s)",
+            f"  output:    {manifest['rows_out']} rows ({manifest['rows_ok']} ok, {manifest['rows_errored']} errored), "
+            f"{manifest['duplicate_ids']} duplicate ids",
+            f"  written:   {manifest['output']} ({manifest['output_format']}); "
+            f"manifest {os.path.join(manifest['output'], MANIFEST_NAME)}",
+        ]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipefleet annotate", description="Annotate a corpus with a task handler.")
+    parser.add_argument("spec", help="the spec YAML file")
+    parser.add_argument("--input", help="override input.path")
+    parser.add_argument("--output", help="override output.path")
+    parser.add_argument("--limit", type=int, help="override input.limit")
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse arguments, run, print the summary; exit 2 on a fatal error."""
+    args = build_parser().parse_args(argv)
+    try:
+        spec = load_spec(args.spec, **{"input.path": args.input, "output.path": args.output, "input.limit": args.limit})
+        manifest = annotate(spec, address=args.address)
+    except FatalError as exc:
+        print(f"pipefleet: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary(manifest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The actor that holds one loaded handler and annotates Arrow batches."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+import pyarrow as pa
+
+from pipefleet.errors import RowError
+from pipefleet.outputs import split_outcomes, to_arrow
+
+ERROR_COLUMN = "error"
+STATS_ACTOR = "pipefleet-job-stats"
+
+
+class JobStats:
+    """Rows done per actor in this run; a named Ray actor that the workers report to."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.identity: dict[str, Any] = {}
+
+    def set_identity(self, identity: dict[str, Any]) -> None:
+        self.identity = identity
+
+    def record(self, worker: str, rows: int, errors: int) -> None:
+        self.rows[worker] = self.rows.get(worker, 0) + rows
+        self.errors[worker] = self.errors.get(worker, 0) + errors
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        return {"rows": dict(self.rows), "errors": dict(self.errors), "identity": self.identity}
+
+
+class AnnotateBatch:
+    """``map_batches`` callable class: loads the handler once, then annotates each batch.
+
+    Rows keep every input column; the handler's output is added as a typed column and
+    any row's failure as its ``error``. The handler sorts the batch's rows by length
+    before cutting it into forward passes.
+    """
+
+    def __init__(self, spec_json: str, stats_name: str | None = None) -> None:
+        import ray
+        import torch
+
+        from pipefleet.registry import handler_class
+        from pipefleet.spec import parse_spec
+
+        spec = parse_spec(json.loads(spec_json))
+        # One actor per CPU slot: threads beyond the slot only fight the other actors.
+        torch.set_num_threads(max(1, int(spec.compute.num_cpus)))
+        self.handler = handler_class(spec.task)(spec)
+        self.columns = self.handler.column_map(spec.input.columns)
+        self.output_column = spec.output.column or self.handler.output_column
+        self.handler.setup()
+        self.arrow_type = self.handler.arrow_type(spec.params, tuple(self.columns))
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.stats = ray.get_actor(stats_name) if stats_name else None
+        if self.stats is not None:
+            self.stats.set_identity.remote(self.handler.identity())
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        needed = [c for c in dict.fromkeys(self.columns.values()) if c in batch.column_names]
+        rows = batch.select(needed).to_pylist()
+        inputs = [self.handler.input_from_row(row, self.columns) for row in rows]
+        outcomes = self.handler.predict(inputs)
+        values, errors = split_outcomes(outcomes)
+        output = self._typed_column(values, errors)
+        if self.stats is not None:
+            self.stats.record.remote(self.worker, len(rows), sum(e is not None for e in errors))
+        batch = _drop(batch, [self.output_column, ERROR_COLUMN])
+        return batch.append_column(self.output_column, output).append_column(
+            ERROR_COLUMN, pa.array(errors, pa.string())
+        )
+
+    def _typed_column(self, values: list[Any], errors: list[str | None]) -> pa.Array:
+        try:
+            return to_arrow(values, self.arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            # An output that does not fit the declared type fails its row alone.
+            for index, value in enumerate(values):
+                try:
+                    to_arrow([value], self.arrow_type)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+                    values[index] = None
+                    errors[index] = RowError.from_exception(exc, kind="model_error").message
+            return to_arrow(values, self.arrow_type)
+
+
+def _drop(table: pa.Table, names: list[str]) -> pa.Table:
+    present = [n for n in names if n in table.column_names]
+    return table.drop_columns(present) if present else table
