@@ -26,7 +26,6 @@ from jobs.manifest import MANIFEST_NAME, output_counts, write_manifest
 from jobs.readers import id_column_of, read_corpus
 from jobs.worker import STATS_ACTOR, AnnotateBatch, JobStats
 from pipefleet.errors import FatalError, SpecError
-from pipefleet.registry import handler_class
 from pipefleet.spec import Spec, load_spec
 
 CHECKPOINT_DIR = "_checkpoint"  # inside the output folder; readers skip names starting with "_"
@@ -60,7 +59,6 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
 
     if not spec.output.path:
         raise SpecError("output.path is not set: give it in the spec or with --output")
-    handler_class(spec.task).column_map(spec.input.columns)  # bad column names fail before Ray starts
     started_here = connect(address)
     output = _local(spec.output.path)
     plan = plan_actors(spec.compute, ray.cluster_resources(), fixed_cluster=started_here)

@@ -199,10 +199,15 @@ class Spec(_Section):
     def _check_params(self) -> "Spec":
         from pipefleet.registry import handler_class
 
+        handler = handler_class(self.task)
         try:
-            handler_class(self.task).check_params(self.params)
+            handler.check_params(self.params)
         except PipefleetError as exc:
             raise ValueError(f"params: {exc}") from None
+        try:
+            handler.column_map(self.input.columns)
+        except PipefleetError as exc:
+            raise ValueError(str(exc)) from None
         if self.device_map and self.device not in ("auto",):
             raise ValueError(f"device_map {self.device_map!r} and device {self.device!r} exclude each other; drop one")
         return self

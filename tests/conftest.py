@@ -14,6 +14,9 @@ from tests.tiny_models import build_tiny_model, minilm_path
 # Nothing in the tests may reach the Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Keep every Ray process of the tests on the loopback address: on Linux, Ray otherwise
+# binds and connects to the machine's own network address even for a local cluster.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +50,13 @@ def make_handler() -> Callable[..., Any]:
         return handler
 
     return make
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray for the job tests (three logical CPUs, as the job gives a 2-core laptop)."""
+    import ray
+
+    ray.init(num_cpus=3, include_dashboard=False, namespace="pipefleet", log_to_driver=False)
+    yield ray
+    ray.shutdown()

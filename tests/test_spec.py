@@ -31,6 +31,7 @@ BROKEN = [
         {"task": "ner", "serve": {"autoscaling": {"min_replicas": 3, "max_replicas": 1}}},
         "min_replicas 3 > max_replicas 1",
     ),
+    ({"task": "ner", "input": {"columns": {"txt": "body"}}}, "token-classification has no input named txt"),
     (["task", "ner"], "a spec is a mapping"),
 ]
 

@@ -1,0 +1,210 @@
+"""The annotation job on a local Ray: same values as the handler, every format, bad rows, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from examples.make_corpus import make_corpus
+from jobs.annotate import annotate
+from jobs.manifest import MANIFEST_NAME
+from pipefleet.registry import handler_class
+from pipefleet.spec import parse_spec
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _spec(model: str, input_path: Path, output_path: Path, **sections) -> object:
+    data = {
+        "task": "text-classification",
+        "model": model,
+        "device": "cpu",
+        "batch_size": 16,
+        "params": {"top_k": 2, "truncation": True},
+        "input": {"path": str(input_path), **sections.pop("input", {})},
+        "output": {"path": str(output_path), **sections.pop("output", {})},
+        "compute": {"num_cpus": 1, "concurrency": 1, "rows_per_call": 256, **sections.pop("compute", {})},
+        **sections,
+    }
+    return parse_spec(data)
+
+
+def _read_output(path: Path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas()
+
+
+def _expected(spec, texts: list) -> dict:
+    handler = handler_class(spec.task)(spec)
+    handler.setup()
+    return dict(zip(texts, handler.predict(texts)))
+
+
+def _assert_same_classification(got, want) -> None:
+    assert [x["label"] for x in got] == [x["label"] for x in want]
+    assert all(math.isclose(a["score"], b["score"], abs_tol=1e-4) for a, b in zip(got, want))
+
+
+def test_job_output_equals_handler(local_ray, tiny_model, tmp_path):
+    corpus = make_corpus(2000, seed=1)
+    pq.write_table(corpus, tmp_path / "corpus.parquet")
+    spec = _spec(tiny_model("text-classification"), tmp_path / "corpus.parquet", tmp_path / "out",
+                 input={"id_column": "doc_id"}, compute={"concurrency": 2})
+    manifest = annotate(spec)
+
+    table = _read_output(tmp_path / "out")
+    assert sorted(table["doc_id"]) == sorted(corpus["doc_id"].to_pylist())
+    assert table["error"].isna().all()
+    texts = corpus["text"].to_pylist()
+    expected = _expected(spec, texts)
+    for text, got in zip(table["text"], table["classification"]):
+        _assert_same_classification(list(got), expected[text])
+    assert manifest["rows_out"] == manifest["rows_ok"] == 2000 and manifest["duplicate_ids"] == 0
+    assert sum(manifest["this_run"]["per_actor_rows"].values()) == 2000
+    on_disk = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    assert on_disk["spec"]["task"] == "text-classification" and on_disk["this_run"]["rows_per_s"] > 0
+
+    # Typed columns: a list of {label, score} structs, readable by datasets too.
+    schema = pq.read_schema(next((tmp_path / "out").glob("*.parquet")))
+    assert schema.field("classification").type == pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
+    import datasets
+
+    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "*.parquet"), split="train")
+    assert loaded.num_rows == 2000 and set(loaded[0]["classification"][0]) == {"label", "score"}
+
+
+def _write_formats(folder: Path, texts: list[str]) -> dict[str, tuple[Path, dict]]:
+    """The same rows in every text format the job reads; returns format -> (path, input section)."""
+    import datasets
+
+    ids = [f"r{i}" for i in range(len(texts))]
+    frame = pd.DataFrame({"rid": ids, "body": texts})
+    pq.write_table(pa.Table.from_pandas(frame), folder / "c.parquet")
+    frame.to_json(folder / "c.jsonl", orient="records", lines=True)
+    frame.to_csv(folder / "c.csv", index=False)
+    (folder / "c.txt").write_text("\n".join(texts) + "\n")
+    datasets.DatasetDict({"train": datasets.Dataset.from_pandas(frame)}).save_to_disk(str(folder / "hf"))
+    mapped = {"columns": {"text": "body"}}
+    return {
+        "parquet": (folder / "c.parquet", mapped),  # no id column: Ray's row hash
+        "jsonl": (folder / "c.jsonl", {**mapped, "id_column": "rid"}),
+        "csv": (folder / "c.csv", {**mapped, "id_column": "rid"}),
+        "text": (folder / "c.txt", {}),
+        "hf": (folder / "hf", {**mapped, "id_column": "rid", "format": "hf", "split": "train"}),
+    }
+
+
+def test_every_input_format(local_ray, tiny_model, tmp_path):
+    texts = make_corpus(60, seed=2)["text"].to_pylist()
+    model = tiny_model("text-classification")
+    expected = None
+    for fmt, (path, input_section) in _write_formats(tmp_path, texts).items():
+        spec = _spec(model, path, tmp_path / f"out-{fmt}", input=input_section)
+        expected = expected or _expected(spec, texts)
+        manifest = annotate(spec)
+        table = _read_output(tmp_path / f"out-{fmt}")
+        column = "text" if fmt == "text" else "body"
+        assert sorted(table[column]) == sorted(texts), fmt
+        for text, got in zip(table[column], table["classification"]):
+            _assert_same_classification(list(got), expected[text])
+        assert manifest["rows_ok"] == 60, fmt
+        assert manifest["resumable"] == (fmt != "text"), fmt
+
+
+def test_bad_rows_autoscaling_pool_and_jsonl_output(local_ray, tiny_model, tmp_path):
+    texts = make_corpus(400, seed=3)["text"].to_pylist()
+    bad = {5: None, 50: "", 300: "   "}
+    long = {120: "word " * 1000}  # over the model's 128 positions: truncated, as the spec asks
+    rows = [{"rid": i, "body": bad.get(i, long.get(i, t))} for i, t in enumerate(texts)]
+    pd.DataFrame(rows).to_json(tmp_path / "c.jsonl", orient="records", lines=True)
+    spec = _spec(tiny_model("text-classification"), tmp_path / "c.jsonl", tmp_path / "out",
+                 input={"columns": {"text": "body"}, "id_column": "rid"}, output={"format": "jsonl"},
+                 compute={"concurrency": [1, 2], "rows_per_call": 64})
+    manifest = annotate(spec)
+    import pyarrow.dataset as ds
+
+    # JSON lines files; the reader skips the "_manifest.json" and "_checkpoint" beside them.
+    out = ds.dataset(tmp_path / "out", format="json").to_table().to_pandas().set_index("rid").sort_index()
+    assert list(out.index) == list(range(400))
+    errors = out["error"].dropna()
+    assert set(errors.index) == set(bad)
+    assert "missing" in errors[5] and "empty" in errors[50] and "empty" in errors[300]
+    assert out["classification"].drop(list(bad)).map(len).eq(2).all()
+    assert (manifest["rows_errored"], manifest["rows_ok"]) == (3, 397)
+
+
+def _run_job(spec_path: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": ""}
+    env.pop("RAY_ADDRESS")
+    return subprocess.Popen([sys.executable, "-m", "jobs.annotate", str(spec_path), *extra], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_resume_after_killing_the_driver(tiny_model, tmp_path):
+    corpus = make_corpus(6000, seed=4)
+    pq.write_table(corpus, tmp_path / "corpus.parquet", row_group_size=500)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(json.dumps({
+        "task": "text-classification", "model": tiny_model("text-classification"), "device": "cpu", "batch_size": 8,
+        "input": {"path": str(tmp_path / "corpus.parquet")}, "output": {"path": str(tmp_path / "out")},
+        "compute": {"num_cpus": 1, "concurrency": 1, "rows_per_call": 200},
+    }))
+    first = _run_job(spec_path)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list((tmp_path / "out").glob("*.parquet"))) < 3:
+        assert first.poll() is None, first.stdout.read()
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-run
+    first.wait()
+    done_before = pq.read_table(tmp_path / "out", columns=["row_hash"]).num_rows
+    assert 0 < done_before < 6000
+
+    second = _run_job(spec_path)
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output
+    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    ids = pq.read_table(tmp_path / "out", columns=["row_hash"])["row_hash"].to_pylist()
+    assert len(ids) == len(set(ids)) == 6000
+    assert manifest["duplicate_ids"] == 0 and manifest["rows_out"] == 6000
+    assert manifest["this_run"]["rows"] <= 6000 - done_before  # the finished part was not redone
+
+    third = _run_job(spec_path)  # a finished job reruns as a no-op
+    output, _ = third.communicate(timeout=600)
+    assert third.returncode == 0, output
+    assert json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["this_run"]["rows"] == 0
+    assert pq.read_table(tmp_path / "out", columns=["row_hash"]).num_rows == 6000
+
+
+def test_fatal_problems_fail_fast_with_a_message(tmp_path, tiny_model):
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(f"task: ner\nmodel: {tiny_model('token-classification')}\n"
+                         f"input: {{path: {tmp_path}/c.parquet, columns: {{txt: body}}}}\noutput: {{path: {tmp_path}/o}}\n")
+    job = _run_job(spec_path)
+    output, _ = job.communicate(timeout=120)
+    assert job.returncode == 2 and "token-classification has no input named txt" in output
+
+
+def test_plan_actors_adapts_or_fails_fast():
+    from jobs.compute import plan_actors
+    from pipefleet.errors import FatalError
+    from pipefleet.spec import ComputeSpec
+
+    plan = plan_actors(ComputeSpec(concurrency=[2, 8]), {"CPU": 3.0}, fixed_cluster=True)
+    assert plan.concurrency == 2 and plan.num_gpus == 0 and "lowered" in plan.notes[0]
+    assert plan_actors(ComputeSpec(), {"CPU": 16.0, "GPU": 4.0}, fixed_cluster=True).num_gpus == 1
+    with pytest.raises(FatalError, match="asks for 1 GPU.*has 0"):
+        plan_actors(ComputeSpec(num_gpus=1), {"CPU": 8.0}, fixed_cluster=True)
+    waiting = plan_actors(ComputeSpec(num_gpus=1, concurrency=[1, 4]), {"CPU": 8.0}, fixed_cluster=False)
+    assert waiting.concurrency == (1, 4) and "autoscaler" in waiting.notes[0]
