@@ -45,6 +45,9 @@ class TaskHandler:
     input_names: ClassVar[tuple[str, ...]] = ("text",)  # first is the main input; the rest optional
     parameters: ClassVar[frozenset[str]] = frozenset()
     output_column: ClassVar[str] = "output"
+    # True for tasks whose pipeline would open a path or fetch a URL given as a string;
+    # the endpoint refuses such strings unless the operator allows remote inputs.
+    binary_inputs: ClassVar[bool] = False
 
     def __init__(self, spec: "Spec") -> None:
         self.spec = spec

@@ -11,6 +11,7 @@ from pathlib import Path
 TOKEN_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SENTIMENT_LABELS = ["NEGATIVE", "POSITIVE", "NEUTRAL"]
 NLI_LABELS = ["entailment", "neutral", "contradiction"]
+IMAGE_LABELS = ["cat", "dog", "bird", "fish"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
@@ -75,10 +76,15 @@ def build_tiny_model(task: str, folder: Path) -> Path:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         tokenizer.padding_side = "left"
         tokenizer.chat_template = CHAT_TEMPLATE
+    elif task == "image-classification":
+        config = tf.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=64, **_labels(IMAGE_LABELS))
+        model = tf.ViTForImageClassification(config)
+        tokenizer = tf.ViTImageProcessor(size={"height": 32, "width": 32})  # saved alongside, like a tokenizer
     else:
         raise ValueError(f"no tiny model for {task!r}")
     model.eval()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)  # the tokenizer, or the image processor for vision models
     return folder

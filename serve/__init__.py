@@ -1,0 +1,1 @@
+"""Online: a Ray Serve application exposing the task handlers over HTTP."""

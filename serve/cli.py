@@ -1,0 +1,62 @@
+"""``pipefleet serve SPEC.yaml [SPEC2.yaml ...]``: start the endpoint and keep it up until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Sequence
+
+from pipefleet.errors import FatalError
+
+APP_NAME = "pipefleet"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipefleet serve", description="Serve task handlers over HTTP with Ray Serve.")
+    parser.add_argument("specs", nargs="+", help="spec YAML files; one route each")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    return parser
+
+
+def start(specs: list[str], host: str = "127.0.0.1", port: int = 8000, address: str | None = None) -> str:
+    """Deploy the application for ``specs`` and return its base URL."""
+    import ray
+    from ray import serve
+
+    from serve.app import build_app, load_specs
+
+    loaded = load_specs(specs)  # fail on a bad spec before starting anything
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized():
+        ray.init(address=address, namespace="serve") if address else ray.init(namespace="serve", include_dashboard=False)
+    # The proxy's own timeout sits above every route's, which the gateway enforces itself (504).
+    timeout = max(s.serve.request_timeout_s for s in loaded) + 5
+    serve.start(http_options={"host": host, "port": port, "request_timeout_s": timeout})
+    serve.run(build_app({"specs": specs}), name=APP_NAME, route_prefix="/", blocking=False)
+    return f"http://{host}:{port}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        url = start(args.specs, args.host, args.port, args.address)
+    except FatalError as exc:
+        print(f"pipefleet: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"pipefleet: serving {', '.join(args.specs)} at {url} (routes: GET {url}/, docs: {url}/docs); Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve
+
+        serve.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

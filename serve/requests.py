@@ -1,0 +1,154 @@
+"""Reading an HTTP request into (inputs, parameters), in the shape of the Hugging Face inference API.
+
+Everything here is plain Python over bytes and headers, so it is tested without Serve.
+Each problem is an :class:`HTTPProblem` carrying the status and a message for the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipefleet.errors import BadInput
+
+_TOP_LEVEL_KEYS = {"inputs", "parameters", "stream", "options"}
+_URL = re.compile(r"^(https?|ftp|s3|gs|file)://", re.IGNORECASE)
+_DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
+
+
+class HTTPProblem(Exception):
+    """A request the server refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class Call:
+    """A parsed request: its inputs, whether it sent one input or a list, and its parameters."""
+
+    inputs: list[Any]
+    single: bool
+    parameters: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+
+
+def check_auth(header: str | None, token: str | None) -> None:
+    """401 unless ``header`` is ``Bearer <token>``; no check when no token is configured."""
+    if token is None:
+        return
+    scheme, _, given = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise HTTPProblem(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+def check_declared_size(content_length: str | None, max_bytes: int) -> None:
+    """413 before anything is read when Content-Length already says the body is too big."""
+    if content_length is None:
+        return
+    try:
+        size = int(content_length)
+    except ValueError:
+        raise HTTPProblem(400, "Content-Length is not a number") from None
+    if size > max_bytes:
+        raise HTTPProblem(413, f"request body of {size} bytes is over the limit of {max_bytes} bytes")
+
+
+def parse_json_body(body: bytes) -> Call:
+    """``{"inputs": ..., "parameters": {...}, "stream": false}`` -> :class:`Call`."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise HTTPProblem(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise HTTPProblem(400, f'request body must be a JSON object {{"inputs": ...}}, got {type(payload).__name__}')
+    unknown = sorted(set(payload) - _TOP_LEVEL_KEYS)
+    if unknown:
+        raise HTTPProblem(400, f"unknown key(s) {unknown} in the body; use inputs, parameters, stream")
+    if "inputs" not in payload:
+        raise HTTPProblem(400, 'request body has no "inputs"')
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise HTTPProblem(400, f'"parameters" must be an object, got {type(parameters).__name__}')
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool):
+        raise HTTPProblem(400, '"stream" must be true or false')
+    inputs, single = split_inputs(payload["inputs"])
+    return Call(inputs, single, parameters, stream)
+
+
+def parse_multipart(fields: list[tuple[str, Any]]) -> Call:
+    """Multipart form fields: ``inputs`` (files or text, repeatable) and ``parameters`` (JSON text)."""
+    inputs: list[Any] = []
+    parameters: dict[str, Any] = {}
+    for name, value in fields:
+        if name == "inputs":
+            inputs.append(value if isinstance(value, (str, bytes)) else value)
+        elif name == "parameters":
+            try:
+                parameters = json.loads(value)
+            except (TypeError, json.JSONDecodeError) as exc:
+                raise HTTPProblem(400, f'form field "parameters" is not valid JSON: {exc}') from None
+            if not isinstance(parameters, dict):
+                raise HTTPProblem(400, 'form field "parameters" must be a JSON object')
+        else:
+            raise HTTPProblem(400, f"unknown form field {name!r}; use inputs and parameters")
+    if not inputs:
+        raise HTTPProblem(400, 'the form has no "inputs" field')
+    return Call(inputs, len(inputs) == 1, parameters)
+
+
+def split_inputs(value: Any) -> tuple[list[Any], bool]:
+    """One input or a list of them, as ``pipeline()`` reads them: a list of chat messages is one input."""
+    if isinstance(value, list):
+        if not value:
+            raise HTTPProblem(400, '"inputs" is an empty list')
+        if all(isinstance(item, dict) and "role" in item for item in value):
+            return [value], True
+        return value, False
+    return [value], True
+
+
+def binary_input(value: Any, allow_remote: bool) -> Any:
+    """A binary task's input from JSON: base64 (plain or a data: URL) becomes bytes.
+
+    A URL or a path on this server would be fetched or opened by the pipeline, so such
+    strings pass through only when the operator allowed remote inputs; otherwise they
+    are refused, with what to send instead.
+    """
+    if not isinstance(value, str):
+        return value
+    if allow_remote and (_URL.match(value) or value.startswith(("/", "./", "~"))):
+        return value
+    is_data_url = bool(_DATA_URL.match(value))
+    payload = value.split(",", 1)[1] if is_data_url else value
+    try:
+        data = base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError):
+        data = b""
+    if data:
+        return data
+    if is_data_url:
+        raise BadInput("the data: URL does not hold valid base64")
+    what = "a URL" if _URL.match(value) else "not valid base64 (a server path?)"
+    raise BadInput(f"input is {what}: send the bytes as base64 or as a multipart upload; URLs and server "
+                   "paths are refused unless serve.allow_remote_inputs is true")
+
+
+def binary_inputs(inputs: list[Any], allow_remote: bool) -> list[Any]:
+    """:func:`binary_input` for each input; a refused one is raised with its position."""
+    decoded = []
+    for index, value in enumerate(inputs):
+        try:
+            decoded.append(binary_input(value, allow_remote))
+        except BadInput as exc:
+            raise HTTPProblem(422, f"input {index}: {exc}") from None
+    return decoded
