@@ -155,6 +155,15 @@ class TaskHandler:
         """The hot path: the pipeline's own stages, batched across rows (see :mod:`pipefleet.runner`)."""
         return run_pipeline(self.pipe, inputs, row_params, self.spec.batch_size)
 
+    @classmethod
+    def single_output(cls, output: Any, raw: Any, call_params: Params) -> Any:
+        """What ``pipeline(raw, **call_params)`` returns for one input given alone.
+
+        ``output`` is the row's output in a batch; the two differ only for tasks with a
+        legacy single-input shape.
+        """
+        return output
+
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> "pa.DataType":
         """The Arrow type of one row's output for these parameters and input names."""
         raise NotImplementedError

@@ -69,7 +69,10 @@ app = FastAPI(title="pipefleet", description="Hugging Face pipelines served by R
 @serve.deployment(max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
 class Gateway:
-    """HTTP front door: ``POST <route>``, ``GET /``, ``GET /-/healthz``, ``GET /-/stats``, ``/docs``."""
+    """HTTP front door: ``POST <route>``, ``GET /``, ``GET /-/stats``, ``/docs``.
+
+    ``GET /-/healthz`` and ``GET /-/routes`` are answered by Serve's proxy itself.
+    """
 
     def __init__(self, specs: list[str], handles: list[DeploymentHandle]) -> None:
         from ray.serve.metrics import Counter
@@ -77,7 +80,10 @@ class Gateway:
         self.routes = {s.route: Route(s, h) for s, h in zip((parse_spec(json.loads(x)) for x in specs), handles)}
         for route in self.routes.values():
             if route.spec.serve.auth_token_env and route.token is None:
-                raise FatalError(f"serve.auth_token_env names {route.spec.serve.auth_token_env}, which is not set")
+                raise FatalError(
+                    f"serve.auth_token_env names {route.spec.serve.auth_token_env}, which is not set where the "
+                    "gateway runs; export it before starting Ray (or pipefleet serve) on the serving nodes"
+                )
         tags = ("route",)
         self.requests = Counter("pipefleet_requests", "Requests per route.", tag_keys=tags)
         self.errors = Counter("pipefleet_request_errors", "Requests answered with an error status.", tag_keys=tags)
@@ -92,10 +98,6 @@ class Gateway:
             identity = await route.handle.identity.remote()
             routes.append({"route": path, **identity, "auth": route.token is not None})
         return {"routes": routes}
-
-    @app.get("/-/healthz")
-    async def healthz(self) -> dict[str, str]:
-        return {"status": "ok"}
 
     @app.get("/-/stats")
     async def stats(self) -> dict[str, Any]:
@@ -161,7 +163,10 @@ class Gateway:
             self._count(route, "errors", 1, {"route": route.spec.route})
             return problem(status, message, errors=[{"index": i, "error": o["error"]} for i, o in errors])
         outputs = [o["output"] for o in outcomes]
-        return JSONResponse(outputs[0] if call.single else outputs)
+        if call.single:
+            handler = handler_class(route.spec.task)
+            return JSONResponse(handler.single_output(outputs[0], call.inputs[0], call.parameters))
+        return JSONResponse(outputs)
 
     async def _await(self, route: Route, response: Any) -> Any:
         """The deployment's answer, or the HTTP problem that stands for why there is none."""

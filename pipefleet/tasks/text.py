@@ -36,6 +36,11 @@ class TextClassificationHandler(TaskHandler):
             return (pair if "text_pair" in pair else pair["text"]), params
         return require_text(raw, self.task), params
 
+    @classmethod
+    def single_output(cls, output: Any, raw: Any, call_params: Params) -> Any:
+        # pipeline("one text") wraps its answer in a list unless the call names top_k.
+        return [output] if isinstance(raw, str) and "top_k" not in call_params else output
+
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         # pipeline() returns one {label, score} per text unless top_k is given, then a list.
         return pa.list_(_LABEL_SCORE) if "top_k" in params else _LABEL_SCORE

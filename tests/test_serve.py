@@ -1,0 +1,251 @@
+"""The endpoint on a local Ray Serve: parity, batching, errors, limits, streaming, autoscaling."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from transformers import pipeline
+
+from tests.oracle import assert_matches
+from tests.test_text_handlers import MASKED, TEXTS
+from tests.test_vision_handlers import drawn_images, png_bytes
+
+pytestmark = pytest.mark.serve
+TOKEN = "s3cret-test-token"
+# Replicas inherit the environment of the Ray that starts them: set before any test starts Ray.
+os.environ["PIPEFLEET_TEST_TOKEN"] = TOKEN
+SLOW_GENERATION = {"max_new_tokens": 120, "min_new_tokens": 120, "num_beams": 4, "do_sample": False}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _route(task: str, model: str, route: str, params: dict | None = None, **serve_options) -> dict:
+    serve_section = {"route": route, "num_cpus": 0.1, "max_batch_size": 8, "max_ongoing_requests": 64,
+                     "batch_wait_timeout_s": 0.05, **serve_options}
+    return {"task": task, "model": model, "device": "cpu", "batch_size": 8, "params": params or {},
+            "serve": serve_section}
+
+
+@pytest.fixture(scope="module")
+def endpoint(local_ray, tiny_model):
+    """One application with a route per task, plus routes set up for limits and scaling."""
+    from ray import serve
+
+    from serve.app import build_app
+
+    generator = tiny_model("text-generation")
+    specs = [
+        _route("text-classification", tiny_model("text-classification"), "/classify"),
+        _route("ner", tiny_model("token-classification"), "/ner", {"aggregation_strategy": "simple"}),
+        _route("zero-shot-classification", tiny_model("zero-shot-classification"), "/zero-shot",
+               {"candidate_labels": ["sports", "politics"]}),
+        _route("fill-mask", tiny_model("fill-mask"), "/fill-mask", {"top_k": 3}),
+        _route("feature-extraction", tiny_model("feature-extraction"), "/embed", max_body_mb=0.01),
+        _route("text-generation", generator, "/generate", {"max_new_tokens": 8, "do_sample": False}),
+        _route("image-classification", tiny_model("image-classification"), "/image", {"top_k": 2}),
+        _route("text-classification", tiny_model("text-classification"), "/private", auth_token_env="PIPEFLEET_TEST_TOKEN"),
+        _route("text-generation", generator, "/slow", SLOW_GENERATION, max_batch_size=1, max_ongoing_requests=1,
+               max_queued_requests=2),
+        _route("text-generation", generator, "/timeout", SLOW_GENERATION, request_timeout_s=0.3),
+        _route("text-classification", tiny_model("text-classification"), "/scaled", max_batch_size=1,
+               max_ongoing_requests=2, autoscaling={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
+                                                    "upscale_delay_s": 0.5, "downscale_delay_s": 2}),
+    ]
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
+    serve.run(build_app({"specs": specs}), name="pipefleet-test", route_prefix="/")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        yield client
+    serve.shutdown()
+
+
+def post(client: httpx.Client, route: str, inputs, **body) -> httpx.Response:
+    return client.post(route, json={"inputs": inputs, **body})
+
+
+@pytest.mark.parametrize(
+    ("route", "task", "params", "inputs"),
+    [
+        ("/classify", "text-classification", {}, TEXTS),
+        ("/classify", "text-classification", {"top_k": 2}, TEXTS),
+        ("/ner", "token-classification", {"aggregation_strategy": "simple"}, TEXTS),
+        ("/zero-shot", "zero-shot-classification", {"candidate_labels": ["sports", "politics"]}, TEXTS),
+        ("/zero-shot", "zero-shot-classification", {"candidate_labels": ["art", "food", "war"], "multi_label": True},
+         TEXTS),
+        ("/fill-mask", "fill-mask", {"top_k": 3}, MASKED),
+        ("/generate", "text-generation", {"max_new_tokens": 8, "do_sample": False}, TEXTS),
+    ],
+)
+def test_http_equals_pipeline(endpoint, tiny_model, route, task, params, inputs):
+    oracle = pipeline(task, model=tiny_model(task))
+    override = {k: v for k, v in params.items() if route != "/zero-shot" or k != "candidate_labels" or v[0] == "art"}
+    many = post(endpoint, route, inputs, parameters=override)
+    assert many.status_code == 200, many.text
+    assert_matches(many.json(), oracle(list(inputs), **params))
+    one = post(endpoint, route, inputs[0], parameters=override)
+    assert_matches(one.json(), oracle(inputs[0], **params))
+
+
+def test_http_equals_job_output(endpoint, local_ray, tiny_model, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobs.annotate import annotate
+    from pipefleet.spec import parse_spec
+
+    pq.write_table(pa.table({"id": list(range(len(TEXTS))), "text": TEXTS}), tmp_path / "c.parquet")
+    spec = parse_spec({"task": "ner", "model": tiny_model("token-classification"), "device": "cpu",
+                       "params": {"aggregation_strategy": "simple"},
+                       "input": {"path": str(tmp_path / "c.parquet"), "id_column": "id"},
+                       "output": {"path": str(tmp_path / "out")}, "compute": {"num_cpus": 0.5}})
+    annotate(spec)
+    rows = pq.read_table(tmp_path / "out").to_pylist()
+    http = post(endpoint, "/ner", [row["text"] for row in rows]).json()
+    assert_matches(http, [row["entities"] for row in rows])
+
+
+def test_images_as_base64_data_url_and_multipart(endpoint, tiny_model):
+    images = drawn_images()
+    expected = pipeline("image-classification", model=tiny_model("image-classification"), top_k=2)(images)
+    encoded = [base64.b64encode(png_bytes(i)).decode() for i in images]
+    assert_matches(post(endpoint, "/image", encoded).json(), expected)
+    assert_matches(post(endpoint, "/image", f"data:image/png;base64,{encoded[0]}").json(), expected[0])
+    files = [("inputs", (f"{n}.png", png_bytes(i), "image/png")) for n, i in enumerate(images)]
+    response = endpoint.post("/image", files=files, data={"parameters": json.dumps({"top_k": 1})})
+    assert response.status_code == 200, response.text
+    assert [r[0]["label"] for r in response.json()] == [e[0]["label"] for e in expected]
+
+
+def test_concurrent_requests_share_batches_and_keep_their_parameters(endpoint, tiny_model):
+    oracle = pipeline("text-classification", model=tiny_model("text-classification"))
+    jobs = [(TEXTS[i % len(TEXTS)], {"top_k": 1 + i % 3}) for i in range(48)]
+
+    def call(job):
+        text, params = job
+        return post(endpoint, "/classify", text, parameters=params).json()
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        answers = list(pool.map(call, jobs))
+    for (text, params), answer in zip(jobs, answers):
+        assert_matches(answer, oracle(text, **params))
+    stats = endpoint.get("/-/stats").json()["/classify"]
+    assert stats["max_batch_rows"] > 1, stats
+    assert stats["requests"] >= 48 and stats["rows"] >= 48
+
+
+BAD_REQUESTS = [
+    ("/classify", b"{not json", 400, "not valid JSON"),
+    ("/classify", b"[1, 2]", 400, "must be a JSON object"),
+    ("/classify", b'{"text": "x"}', 400, "unknown key"),
+    ("/classify", b'{"parameters": {}}', 400, 'no "inputs"'),
+    ("/classify", b'{"inputs": "x", "parameters": [1]}', 400, '"parameters" must be an object'),
+    ("/classify", b'{"inputs": "x", "parameters": {"topk": 1}}', 400, "unknown parameter(s) for text-classification"),
+    ("/classify", b'{"inputs": []}', 400, "empty list"),
+    ("/classify", b'{"inputs": 42}', 422, "must be a string, got int"),
+    ("/classify", b'{"inputs": ["fine", null]}', 422, "input 1: text-classification: input is missing"),
+    ("/classify", b'{"inputs": "x", "stream": true}', 400, "works for text-generation"),
+    ("/zero-shot", b'{"inputs": "x", "parameters": {"candidate_labels": []}}', 422, "candidate_labels"),
+    ("/embed", b'{"inputs": "' + b"a" * 20000 + b'"}', 413, "over the limit"),
+    ("/image", b'{"inputs": "bm90IGFuIGltYWdl"}', 422, "not a decodable image"),
+    ("/image", b'{"inputs": "data:image/png;base64,!!!"}', 422, "does not hold valid base64"),
+    ("/image", b'{"inputs": "https://example.com/cat.png"}', 422, "input is a URL"),
+    ("/image", b'{"inputs": "/etc/passwd"}', 422, "a server path"),
+    ("/nowhere", b'{"inputs": "x"}', 404, "routes: /classify"),
+    ("/private", b'{"inputs": "x"}', 401, "bearer token"),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "status", "message"), BAD_REQUESTS, ids=lambda x: str(x)[:30])
+def test_bad_requests_get_a_4xx_naming_the_problem(endpoint, route, body, status, message):
+    response = endpoint.post(route, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert endpoint.get("/-/healthz").status_code == 200
+
+
+def test_bearer_token_auth(endpoint):
+    wrong = endpoint.post("/private", json={"inputs": "x"}, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+    right = endpoint.post("/private", json={"inputs": "x"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert right.status_code == 200 and set(right.json()[0]) == {"label", "score"}
+
+
+def test_index_lists_routes(endpoint, tiny_model):
+    routes = {r["route"]: r for r in endpoint.get("/").json()["routes"]}
+    assert routes["/ner"]["task"] == "token-classification"
+    assert routes["/ner"]["model"] == tiny_model("token-classification")
+    assert routes["/private"]["auth"] is True and routes["/classify"]["auth"] is False
+    assert "/{path}" in endpoint.get("/openapi.json").json()["paths"]
+
+
+def test_streaming_tokens_concatenate_to_the_generated_text(endpoint):
+    prompt = "The quick brown fox"
+    params = {"max_new_tokens": 10, "do_sample": False}
+    full = post(endpoint, "/generate", prompt, parameters={**params, "return_full_text": False}).json()
+    pieces = []
+    with endpoint.stream("POST", "/generate", json={"inputs": prompt, "parameters": params, "stream": True}) as reply:
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        for line in reply.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                pieces.append(json.loads(line[6:])["token"])
+    assert len(pieces) > 1
+    assert "".join(pieces).strip() == full[0]["generated_text"].strip()
+
+
+def test_overload_returns_503_with_retry_after(endpoint):
+    def call(_):
+        return post(endpoint, "/slow", "a prompt that takes a while")
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        responses = list(pool.map(call, range(12)))
+    statuses = [r.status_code for r in responses]
+    rejected = [r for r in responses if r.status_code == 503]
+    assert rejected and 200 in statuses, statuses
+    assert all(r.headers.get("retry-after") for r in rejected)
+    assert set(statuses) <= {200, 503}
+    assert endpoint.get("/-/healthz").status_code == 200
+
+
+def test_slow_request_gets_a_timeout_status(endpoint):
+    started = time.monotonic()
+    response = post(endpoint, "/timeout", "a prompt")
+    assert response.status_code == 504 and "longer than 0.3 s" in response.json()["error"]
+    assert time.monotonic() - started < 10
+
+
+def _replicas(deployment: str) -> int:
+    from ray import serve
+
+    status = serve.status().applications["pipefleet-test"].deployments[deployment]
+    return sum(status.replica_states.values()) if status.replica_states else 0
+
+
+@pytest.mark.slow
+def test_replicas_scale_up_under_load_and_back_down(endpoint):
+    assert _replicas("model-scaled") == 1
+    deadline = time.monotonic() + 60
+    scaled_up = False
+
+    def call(_):
+        return post(endpoint, "/scaled", "keep me busy").status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        while time.monotonic() < deadline and not scaled_up:
+            list(pool.map(call, range(32)))
+            scaled_up = _replicas("model-scaled") == 2
+    assert scaled_up, "no second replica under sustained load"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _replicas("model-scaled") != 1:
+        time.sleep(1)
+    assert _replicas("model-scaled") == 1
