@@ -97,6 +97,7 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
         num_gpus=plan.num_gpus,
         compute=plan.strategy(),
     )
+    done_before = output_counts(output, spec.output.format, corpus.id_column)["rows_out"]
     started = time.monotonic()
     if spec.output.format == "parquet":
         annotated.write_parquet(output)
@@ -115,6 +116,8 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
         "output_format": spec.output.format,
         "id_column": corpus.id_column,
         "resumable": corpus.id_column is not None,
+        # Rows already done (skipped by the checkpoint) plus rows read by this run.
+        "rows_in": done_before + sum(this_run["rows"].values()),
         **output_counts(output, spec.output.format, corpus.id_column),
         "this_run": {
             "rows": sum(this_run["rows"].values()),

@@ -16,7 +16,10 @@ def output_counts(path: str, fmt: str, id_column: str | None) -> dict[str, int]:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset(path, format="parquet" if fmt == "parquet" else "json", exclude_invalid_files=False)
+    try:
+        dataset = ds.dataset(path, format="parquet" if fmt == "parquet" else "json", exclude_invalid_files=False)
+    except FileNotFoundError:  # nothing written yet
+        return {"rows_out": 0, "rows_ok": 0, "rows_errored": 0, "duplicate_ids": 0}
     names = dataset.schema.names
     id_column = id_column if id_column in names else None
     columns = [c for c in (ERROR_COLUMN, id_column) if c]

@@ -52,7 +52,8 @@ class InputSpec(_Section):
         if suffix in _SUFFIX_FORMATS:
             return _SUFFIX_FORMATS[suffix]
         raise SpecError(
-            f"input.format: cannot infer the format of {self.path!r}; set input.format to one of {', '.join(INPUT_FORMATS)}"
+            f"input.format: cannot infer the format of {self.path!r}; "
+            f"set input.format to one of {', '.join(INPUT_FORMATS)}"
         )
 
 

@@ -5,7 +5,6 @@ parameters), routes them to the model's deployment, and maps the error taxonomy 
 statuses; the model deployments batch and run the handlers.
 """
 
-
 import asyncio
 import json
 import os

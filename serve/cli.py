@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from pipefleet.errors import FatalError
 
@@ -14,7 +14,9 @@ APP_NAME = "pipefleet"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pipefleet serve", description="Serve task handlers over HTTP with Ray Serve.")
+    parser = argparse.ArgumentParser(
+        prog="pipefleet serve", description="Serve task handlers over HTTP with Ray Serve."
+    )
     parser.add_argument("specs", nargs="+", help="spec YAML files; one route each")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=8000)
@@ -32,7 +34,9 @@ def start(specs: list[str], host: str = "127.0.0.1", port: int = 8000, address: 
     loaded = load_specs(specs)  # fail on a bad spec before starting anything
     address = address or os.environ.get("RAY_ADDRESS")
     if not ray.is_initialized():
-        ray.init(address=address, namespace="serve") if address else ray.init(namespace="serve", include_dashboard=False)
+        ray.init(address=address, namespace="serve") if address else ray.init(
+            namespace="serve", include_dashboard=False
+        )
     # The proxy's own timeout sits above every route's, which the gateway enforces itself (504).
     timeout = max(s.serve.request_timeout_s for s in loaded) + 5
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": timeout})

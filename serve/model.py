@@ -11,8 +11,9 @@ import asyncio
 import json
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 from ray import serve
 
@@ -55,6 +56,14 @@ class ModelServer:
         self.run_batch.set_max_batch_size(self.spec.serve.max_batch_size)
         self.run_batch.set_batch_wait_timeout_s(self.spec.serve.batch_wait_timeout_s)
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # rows per forward call, for /-/stats
+        from ray.serve.metrics import Histogram
+
+        self.batch_rows = Histogram(
+            "pipefleet_batch_rows",
+            "Rows per batched forward call.",
+            boundaries=[1, 2, 4, 8, 16, 32, 64, 128, 256],
+            tag_keys=("route",),
+        )
         self.started = time.time()
 
     async def predict(self, inputs: list[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -69,6 +78,7 @@ class ModelServer:
         inputs = [value for piece in pieces for value in piece.inputs]
         params = [piece.params for piece in pieces for _ in piece.inputs]
         self.batch_sizes.append(len(inputs))
+        self.batch_rows.observe(len(inputs), tags={"route": self.spec.route})
         # The forward pass runs in a thread so the replica keeps accepting (and batching) requests.
         outcomes = await asyncio.to_thread(self.handler.predict, inputs, params)
         encoded = [encode_outcome(o) for o in outcomes]

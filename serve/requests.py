@@ -139,8 +139,10 @@ def binary_input(value: Any, allow_remote: bool) -> Any:
     if is_data_url:
         raise BadInput("the data: URL does not hold valid base64")
     what = "a URL" if _URL.match(value) else "not valid base64 (a server path?)"
-    raise BadInput(f"input is {what}: send the bytes as base64 or as a multipart upload; URLs and server "
-                   "paths are refused unless serve.allow_remote_inputs is true")
+    raise BadInput(
+        f"input is {what}: send the bytes as base64 or as a multipart upload; URLs and server "
+        "paths are refused unless serve.allow_remote_inputs is true"
+    )
 
 
 def binary_inputs(inputs: list[Any], allow_remote: bool) -> list[Any]:

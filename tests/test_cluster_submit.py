@@ -65,10 +65,24 @@ def head_node():
 
 def _start_head(temp_dir: str, gcs_port: int, env: dict) -> str:
     dashboard = _free_port()
-    subprocess.run([RAY, "start", "--head", f"--port={gcs_port}", "--num-cpus=3", f"--temp-dir={temp_dir}",
-                    f"--ray-client-server-port={_free_port()}",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--disable-usage-stats"],
-                   check=True, env=env, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={gcs_port}",
+            "--num-cpus=3",
+            f"--temp-dir={temp_dir}",
+            f"--ray-client-server-port={_free_port()}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     url = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 60
     while True:
@@ -85,17 +99,36 @@ def _start_head(temp_dir: str, gcs_port: int, env: dict) -> str:
 def test_ray_job_submit_runs_the_job(head_node, tiny_model, tmp_path):
     pq.write_table(make_corpus(500, seed=5), tmp_path / "corpus.parquet")
     spec = tmp_path / "spec.yaml"
-    spec.write_text(json.dumps({
-        "task": "ner", "model": tiny_model("token-classification"), "device": "cpu",
-        "params": {"aggregation_strategy": "simple"},
-        "input": {"path": str(tmp_path / "corpus.parquet"), "id_column": "doc_id"},
-        "output": {"path": str(tmp_path / "out")}, "compute": {"num_cpus": 1, "concurrency": 1},
-    }))
+    spec.write_text(
+        json.dumps(
+            {
+                "task": "ner",
+                "model": tiny_model("token-classification"),
+                "device": "cpu",
+                "params": {"aggregation_strategy": "simple"},
+                "input": {"path": str(tmp_path / "corpus.parquet"), "id_column": "doc_id"},
+                "output": {"path": str(tmp_path / "out")},
+                "compute": {"num_cpus": 1, "concurrency": 1},
+            }
+        )
+    )
     # Ray 2.60 clusters require a token; the CLI reads the one `ray start` wrote when asked to.
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
-    command = [RAY, "job", "submit", "--address", head_node, "--working-dir", str(REPO), "--",
-               sys.executable, "-m", "jobs.annotate", str(spec)]
+    command = [
+        RAY,
+        "job",
+        "submit",
+        "--address",
+        head_node,
+        "--working-dir",
+        str(REPO),
+        "--",
+        sys.executable,
+        "-m",
+        "jobs.annotate",
+        str(spec),
+    ]
     for _ in range(30):  # the job agent registers a little after the dashboard answers
         submitted = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         if "No available agent" not in submitted.stderr:

@@ -59,8 +59,13 @@ def _assert_same_classification(got, want) -> None:
 def test_job_output_equals_handler(local_ray, tiny_model, tmp_path):
     corpus = make_corpus(2000, seed=1)
     pq.write_table(corpus, tmp_path / "corpus.parquet")
-    spec = _spec(tiny_model("text-classification"), tmp_path / "corpus.parquet", tmp_path / "out",
-                 input={"id_column": "doc_id"}, compute={"concurrency": 2})
+    spec = _spec(
+        tiny_model("text-classification"),
+        tmp_path / "corpus.parquet",
+        tmp_path / "out",
+        input={"id_column": "doc_id"},
+        compute={"concurrency": 2},
+    )
     manifest = annotate(spec)
 
     table = _read_output(tmp_path / "out")
@@ -70,7 +75,8 @@ def test_job_output_equals_handler(local_ray, tiny_model, tmp_path):
     expected = _expected(spec, texts)
     for text, got in zip(table["text"], table["classification"]):
         _assert_same_classification(list(got), expected[text])
-    assert manifest["rows_out"] == manifest["rows_ok"] == 2000 and manifest["duplicate_ids"] == 0
+    assert manifest["rows_in"] == manifest["rows_out"] == manifest["rows_ok"] == 2000
+    assert manifest["duplicate_ids"] == 0
     assert sum(manifest["this_run"]["per_actor_rows"].values()) == 2000
     on_disk = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
     assert on_disk["spec"]["task"] == "text-classification" and on_disk["this_run"]["rows_per_s"] > 0
@@ -128,9 +134,14 @@ def test_bad_rows_autoscaling_pool_and_jsonl_output(local_ray, tiny_model, tmp_p
     long = {120: "word " * 1000}  # over the model's 128 positions: truncated, as the spec asks
     rows = [{"rid": i, "body": bad.get(i, long.get(i, t))} for i, t in enumerate(texts)]
     pd.DataFrame(rows).to_json(tmp_path / "c.jsonl", orient="records", lines=True)
-    spec = _spec(tiny_model("text-classification"), tmp_path / "c.jsonl", tmp_path / "out",
-                 input={"columns": {"text": "body"}, "id_column": "rid"}, output={"format": "jsonl"},
-                 compute={"concurrency": [1, 2], "rows_per_call": 64})
+    spec = _spec(
+        tiny_model("text-classification"),
+        tmp_path / "c.jsonl",
+        tmp_path / "out",
+        input={"columns": {"text": "body"}, "id_column": "rid"},
+        output={"format": "jsonl"},
+        compute={"concurrency": [1, 2], "rows_per_call": 64},
+    )
     manifest = annotate(spec)
     import pyarrow.dataset as ds
 
@@ -147,8 +158,15 @@ def test_bad_rows_autoscaling_pool_and_jsonl_output(local_ray, tiny_model, tmp_p
 def _run_job(spec_path: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": ""}
     env.pop("RAY_ADDRESS")
-    return subprocess.Popen([sys.executable, "-m", "jobs.annotate", str(spec_path), *extra], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs.annotate", str(spec_path), *extra],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow
@@ -156,11 +174,19 @@ def test_resume_after_killing_the_driver(tiny_model, tmp_path):
     corpus = make_corpus(6000, seed=4)
     pq.write_table(corpus, tmp_path / "corpus.parquet", row_group_size=500)
     spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(json.dumps({
-        "task": "text-classification", "model": tiny_model("text-classification"), "device": "cpu", "batch_size": 8,
-        "input": {"path": str(tmp_path / "corpus.parquet")}, "output": {"path": str(tmp_path / "out")},
-        "compute": {"num_cpus": 1, "concurrency": 1, "rows_per_call": 200},
-    }))
+    spec_path.write_text(
+        json.dumps(
+            {
+                "task": "text-classification",
+                "model": tiny_model("text-classification"),
+                "device": "cpu",
+                "batch_size": 8,
+                "input": {"path": str(tmp_path / "corpus.parquet")},
+                "output": {"path": str(tmp_path / "out")},
+                "compute": {"num_cpus": 1, "concurrency": 1, "rows_per_call": 200},
+            }
+        )
+    )
     first = _run_job(spec_path)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list((tmp_path / "out").glob("*.parquet"))) < 3:
@@ -177,7 +203,7 @@ def test_resume_after_killing_the_driver(tiny_model, tmp_path):
     manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
     ids = pq.read_table(tmp_path / "out", columns=["row_hash"])["row_hash"].to_pylist()
     assert len(ids) == len(set(ids)) == 6000
-    assert manifest["duplicate_ids"] == 0 and manifest["rows_out"] == 6000
+    assert manifest["duplicate_ids"] == 0 and manifest["rows_out"] == manifest["rows_in"] == 6000
     assert manifest["this_run"]["rows"] <= 6000 - done_before  # the finished part was not redone
 
     third = _run_job(spec_path)  # a finished job reruns as a no-op
@@ -189,8 +215,10 @@ def test_resume_after_killing_the_driver(tiny_model, tmp_path):
 
 def test_fatal_problems_fail_fast_with_a_message(tmp_path, tiny_model):
     spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(f"task: ner\nmodel: {tiny_model('token-classification')}\n"
-                         f"input: {{path: {tmp_path}/c.parquet, columns: {{txt: body}}}}\noutput: {{path: {tmp_path}/o}}\n")
+    spec_path.write_text(
+        f"task: ner\nmodel: {tiny_model('token-classification')}\n"
+        f"input: {{path: {tmp_path}/c.parquet, columns: {{txt: body}}}}\noutput: {{path: {tmp_path}/o}}\n"
+    )
     job = _run_job(spec_path)
     output, _ = job.communicate(timeout=120)
     assert job.returncode == 2 and "token-classification has no input named txt" in output

@@ -31,10 +31,22 @@ def _free_port() -> int:
 
 
 def _route(task: str, model: str, route: str, params: dict | None = None, **serve_options) -> dict:
-    serve_section = {"route": route, "num_cpus": 0.1, "max_batch_size": 8, "max_ongoing_requests": 64,
-                     "batch_wait_timeout_s": 0.05, **serve_options}
-    return {"task": task, "model": model, "device": "cpu", "batch_size": 8, "params": params or {},
-            "serve": serve_section}
+    serve_section = {
+        "route": route,
+        "num_cpus": 0.1,
+        "max_batch_size": 8,
+        "max_ongoing_requests": 64,
+        "batch_wait_timeout_s": 0.05,
+        **serve_options,
+    }
+    return {
+        "task": task,
+        "model": model,
+        "device": "cpu",
+        "batch_size": 8,
+        "params": params or {},
+        "serve": serve_section,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +60,43 @@ def endpoint(local_ray, tiny_model):
     specs = [
         _route("text-classification", tiny_model("text-classification"), "/classify"),
         _route("ner", tiny_model("token-classification"), "/ner", {"aggregation_strategy": "simple"}),
-        _route("zero-shot-classification", tiny_model("zero-shot-classification"), "/zero-shot",
-               {"candidate_labels": ["sports", "politics"]}),
+        _route(
+            "zero-shot-classification",
+            tiny_model("zero-shot-classification"),
+            "/zero-shot",
+            {"candidate_labels": ["sports", "politics"]},
+        ),
         _route("fill-mask", tiny_model("fill-mask"), "/fill-mask", {"top_k": 3}),
         _route("feature-extraction", tiny_model("feature-extraction"), "/embed", max_body_mb=0.01),
         _route("text-generation", generator, "/generate", {"max_new_tokens": 8, "do_sample": False}),
         _route("image-classification", tiny_model("image-classification"), "/image", {"top_k": 2}),
-        _route("text-classification", tiny_model("text-classification"), "/private", auth_token_env="PIPEFLEET_TEST_TOKEN"),
-        _route("text-generation", generator, "/slow", SLOW_GENERATION, max_batch_size=1, max_ongoing_requests=1,
-               max_queued_requests=2),
+        _route(
+            "text-classification", tiny_model("text-classification"), "/private", auth_token_env="PIPEFLEET_TEST_TOKEN"
+        ),
+        _route(
+            "text-generation",
+            generator,
+            "/slow",
+            SLOW_GENERATION,
+            max_batch_size=1,
+            max_ongoing_requests=1,
+            max_queued_requests=2,
+        ),
         _route("text-generation", generator, "/timeout", SLOW_GENERATION, request_timeout_s=0.3),
-        _route("text-classification", tiny_model("text-classification"), "/scaled", max_batch_size=1,
-               max_ongoing_requests=2, autoscaling={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
-                                                    "upscale_delay_s": 0.5, "downscale_delay_s": 2}),
+        _route(
+            "text-classification",
+            tiny_model("text-classification"),
+            "/scaled",
+            max_batch_size=1,
+            max_ongoing_requests=2,
+            autoscaling={
+                "min_replicas": 1,
+                "max_replicas": 2,
+                "target_ongoing_requests": 1,
+                "upscale_delay_s": 0.5,
+                "downscale_delay_s": 2,
+            },
+        ),
     ]
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
@@ -81,8 +117,12 @@ def post(client: httpx.Client, route: str, inputs, **body) -> httpx.Response:
         ("/classify", "text-classification", {"top_k": 2}, TEXTS),
         ("/ner", "token-classification", {"aggregation_strategy": "simple"}, TEXTS),
         ("/zero-shot", "zero-shot-classification", {"candidate_labels": ["sports", "politics"]}, TEXTS),
-        ("/zero-shot", "zero-shot-classification", {"candidate_labels": ["art", "food", "war"], "multi_label": True},
-         TEXTS),
+        (
+            "/zero-shot",
+            "zero-shot-classification",
+            {"candidate_labels": ["art", "food", "war"], "multi_label": True},
+            TEXTS,
+        ),
         ("/fill-mask", "fill-mask", {"top_k": 3}, MASKED),
         ("/generate", "text-generation", {"max_new_tokens": 8, "do_sample": False}, TEXTS),
     ],
@@ -105,10 +145,17 @@ def test_http_equals_job_output(endpoint, local_ray, tiny_model, tmp_path):
     from pipefleet.spec import parse_spec
 
     pq.write_table(pa.table({"id": list(range(len(TEXTS))), "text": TEXTS}), tmp_path / "c.parquet")
-    spec = parse_spec({"task": "ner", "model": tiny_model("token-classification"), "device": "cpu",
-                       "params": {"aggregation_strategy": "simple"},
-                       "input": {"path": str(tmp_path / "c.parquet"), "id_column": "id"},
-                       "output": {"path": str(tmp_path / "out")}, "compute": {"num_cpus": 0.5}})
+    spec = parse_spec(
+        {
+            "task": "ner",
+            "model": tiny_model("token-classification"),
+            "device": "cpu",
+            "params": {"aggregation_strategy": "simple"},
+            "input": {"path": str(tmp_path / "c.parquet"), "id_column": "id"},
+            "output": {"path": str(tmp_path / "out")},
+            "compute": {"num_cpus": 0.5},
+        }
+    )
     annotate(spec)
     rows = pq.read_table(tmp_path / "out").to_pylist()
     http = post(endpoint, "/ner", [row["text"] for row in rows]).json()

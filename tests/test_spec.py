@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from pipefleet.errors import SpecError
 from pipefleet.spec import load_spec, parse_spec
@@ -49,8 +50,8 @@ def test_defaults_and_aliases():
     assert spec.task == "text-classification"
     assert (spec.dtype, spec.device, spec.batch_size, spec.trust_remote_code) == ("auto", "auto", 32, False)
     assert spec.route == "/text-classification"
-    with pytest.raises(Exception):
-        spec.batch_size = 4  # frozen
+    with pytest.raises(ValidationError, match="frozen"):
+        spec.batch_size = 4
 
 
 def test_load_spec_file_and_overrides(tmp_path):

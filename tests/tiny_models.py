@@ -77,8 +77,15 @@ def build_tiny_model(task: str, folder: Path) -> Path:
         tokenizer.padding_side = "left"
         tokenizer.chat_template = CHAT_TEMPLATE
     elif task == "image-classification":
-        config = tf.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=64, **_labels(IMAGE_LABELS))
+        config = tf.ViTConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            **_labels(IMAGE_LABELS),
+        )
         model = tf.ViTForImageClassification(config)
         tokenizer = tf.ViTImageProcessor(size={"height": 32, "width": 32})  # saved alongside, like a tokenizer
     else:

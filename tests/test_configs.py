@@ -1,0 +1,41 @@
+"""The repository's config files: the Serve config builds, cluster.yaml follows Ray's schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_serve_config_is_valid_and_builds(monkeypatch):
+    from ray.serve.schema import ServeDeploySchema
+
+    from serve.app import build_app
+
+    config = ServeDeploySchema.model_validate(yaml.safe_load((REPO / "serve" / "config.yaml").read_text()))
+    application = config.applications[0]
+    assert application.import_path == "serve.app:build_app"
+    monkeypatch.chdir(REPO)  # spec paths are relative to the repository root, as for `serve run`
+    built = build_app(application.args)
+    assert type(built).__name__ == "Application"
+
+
+def test_cluster_yaml_follows_the_ray_schema():
+    import jsonschema
+    import ray.autoscaler
+
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    jsonschema.validate(config, schema)
+    gpu = config["available_node_types"]["gpu_worker"]
+    assert gpu["resources"]["GPU"] >= 1 and gpu["min_workers"] < gpu["max_workers"]
+
+
+def test_example_spec_loads():
+    from pipefleet.spec import load_spec
+
+    spec = load_spec(REPO / "examples" / "minilm-embeddings.yaml")
+    assert spec.task == "feature-extraction" and spec.input.resolved_format() == "parquet"
