@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,11 @@ import pytest
 
 from examples.make_corpus import make_corpus
 from jobs.manifest import MANIFEST_NAME
+from tests.support import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _stop_cluster(*marks: str) -> None:
@@ -55,7 +49,7 @@ def _stop_cluster(*marks: str) -> None:
 def head_node():
     temp_dir = f"/tmp/pfc-{uuid.uuid4().hex[:6]}"  # short: Unix socket paths are limited to 107 bytes
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    gcs_port = _free_port()
+    gcs_port = free_port()
     try:
         yield _start_head(temp_dir, gcs_port, env)
     finally:
@@ -64,7 +58,7 @@ def head_node():
 
 
 def _start_head(temp_dir: str, gcs_port: int, env: dict) -> str:
-    dashboard = _free_port()
+    dashboard = free_port()
     subprocess.run(
         [
             RAY,
@@ -73,7 +67,7 @@ def _start_head(temp_dir: str, gcs_port: int, env: dict) -> str:
             f"--port={gcs_port}",
             "--num-cpus=3",
             f"--temp-dir={temp_dir}",
-            f"--ray-client-server-port={_free_port()}",
+            f"--ray-client-server-port={free_port()}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard}",
             "--disable-usage-stats",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +13,7 @@ import pytest
 from transformers import pipeline
 
 from tests.oracle import assert_matches
+from tests.support import free_port
 from tests.test_text_handlers import MASKED, TEXTS
 from tests.test_vision_handlers import drawn_images, png_bytes
 
@@ -22,12 +22,6 @@ TOKEN = "s3cret-test-token"
 # Replicas inherit the environment of the Ray that starts them: set before any test starts Ray.
 os.environ["PIPEFLEET_TEST_TOKEN"] = TOKEN
 SLOW_GENERATION = {"max_new_tokens": 120, "min_new_tokens": 120, "num_beams": 4, "do_sample": False}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _route(task: str, model: str, route: str, params: dict | None = None, **serve_options) -> dict:
@@ -98,7 +92,7 @@ def endpoint(local_ray, tiny_model):
             },
         ),
     ]
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
     serve.run(build_app({"specs": specs}), name="pipefleet-test", route_prefix="/")
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
