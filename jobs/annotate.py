@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from jobs.compute import plan_actors
+from jobs.compute import has_checkpoint, plan_actors, spare_cpus
 from jobs.manifest import MANIFEST_NAME, output_counts, write_manifest
 from jobs.readers import id_column_of, read_corpus
 from jobs.worker import STATS_ACTOR, AnnotateBatch, JobStats
@@ -31,8 +31,12 @@ from pipefleet.spec import Spec, load_spec
 CHECKPOINT_DIR = "_checkpoint"  # inside the output folder; readers skip names starting with "_"
 
 
-def connect(address: str | None) -> bool:
-    """Join the cluster at ``address``/``RAY_ADDRESS``, or start a local Ray; True when started here."""
+def connect(address: str | None, spare_cpus: int) -> bool:
+    """Join the cluster at ``address``/``RAY_ADDRESS``, or start a local Ray; True when started here.
+
+    A local Ray gets ``spare_cpus`` logical CPUs more than the cores, for the job's own
+    tasks and actors beside the annotators (see :func:`jobs.compute.spare_cpus`).
+    """
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS")
@@ -41,9 +45,7 @@ def connect(address: str | None) -> bool:
     if address:
         ray.init(address=address, namespace="pipefleet")
         return False
-    # One logical CPU more than the cores: read and write tasks mostly wait on I/O, and
-    # without a slot of their own they starve behind actors that hold every core.
-    ray.init(namespace="pipefleet", include_dashboard=False, num_cpus=(os.cpu_count() or 1) + 1)
+    ray.init(namespace="pipefleet", include_dashboard=False, num_cpus=(os.cpu_count() or 1) + spare_cpus)
     return True
 
 
@@ -59,9 +61,11 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
 
     if not spec.output.path:
         raise SpecError("output.path is not set: give it in the spec or with --output")
-    started_here = connect(address)
     output = _local(spec.output.path)
-    plan = plan_actors(spec.compute, ray.cluster_resources(), fixed_cluster=started_here)
+    resuming = has_checkpoint(os.path.join(output, CHECKPOINT_DIR))
+    spare = spare_cpus(resuming)
+    started_here = connect(address, spare)
+    plan = plan_actors(spec.compute, ray.cluster_resources(), fixed_cluster=started_here, spare_cpus=spare)
     for note in plan.notes:
         print(f"pipefleet: {note}", file=sys.stderr)
 
@@ -76,6 +80,9 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
             checkpoint_path=os.path.join(output, CHECKPOINT_DIR),
             delete_checkpoint_on_success=False,
         )
+        # One filter actor (1 CPU each, not configurable) is plenty for a sorted-id lookup,
+        # and spare_cpus() keeps a slot for it.
+        context.checkpoint_config.checkpoint_actor_pool_max_size = 1
     else:
         context.checkpoint_config = None
         print(

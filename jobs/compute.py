@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,13 +32,35 @@ class Plan:
         return ActorPoolStrategy(min_size=self.concurrency[0], max_size=self.concurrency[1])
 
 
-def plan_actors(compute: ComputeSpec, resources: dict[str, float], fixed_cluster: bool) -> Plan:
+def spare_cpus(resuming: bool) -> int:
+    """CPU slots the job needs beside its annotating actors.
+
+    One for the read and write tasks, which otherwise starve behind actors that hold every
+    core; one more when resuming, for Ray Data's checkpoint-filter actor. Without them a
+    pool that fills the machine waits forever.
+    """
+    return 2 if resuming else 1
+
+
+def has_checkpoint(path: str) -> bool:
+    """Whether an earlier run left checkpoint files at ``path`` (a local folder or a URI)."""
+    import pyarrow.fs
+
+    try:
+        filesystem, folder = pyarrow.fs.FileSystem.from_uri(path if "://" in path else os.path.abspath(path))
+        infos = filesystem.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
+    except (OSError, ValueError):
+        return False
+    return any(info.type == pyarrow.fs.FileType.File for info in infos)
+
+
+def plan_actors(compute: ComputeSpec, resources: dict[str, float], fixed_cluster: bool, spare_cpus: int = 1) -> Plan:
     """Resolve ``num_gpus: null`` and check the pool against ``resources`` (``ray.cluster_resources()``).
 
     On a fixed cluster (a local Ray this job started) a pool that cannot fit fails fast,
-    and one that would take every CPU is shrunk so one CPU stays free for reading and
-    writing (otherwise reads starve and the job stalls). On a cluster that may autoscale
-    the same findings are only notes: the nodes may be on their way.
+    and one that would leave fewer than ``spare_cpus`` CPUs free is shrunk, since the
+    job's other tasks need them to make progress. On a cluster that may autoscale the
+    same findings are only notes: the nodes may be on their way.
     """
     cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
     num_gpus = compute.num_gpus if compute.num_gpus is not None else (1.0 if gpus else 0.0)
@@ -62,7 +85,7 @@ def plan_actors(compute: ComputeSpec, resources: dict[str, float], fixed_cluster
         notes.extend(f"waiting for the autoscaler: {p}" for p in problems)
         return Plan(num_gpus, compute.num_cpus, compute.concurrency, tuple(notes))
 
-    fits = math.floor(max(cpus - 1, compute.num_cpus) / compute.num_cpus)  # keep one CPU for reads and writes
+    fits = math.floor(max(cpus - spare_cpus, compute.num_cpus) / compute.num_cpus)
     if num_gpus:
         fits = min(fits, math.floor(gpus / num_gpus))
     if fixed_cluster and high > fits:

@@ -183,7 +183,8 @@ def test_resume_after_killing_the_driver(tiny_model, tmp_path):
                 "batch_size": 8,
                 "input": {"path": str(tmp_path / "corpus.parquet")},
                 "output": {"path": str(tmp_path / "out")},
-                "compute": {"num_cpus": 1, "concurrency": 1, "rows_per_call": 200},
+                # Two actors fill this machine's cores: the reruns must still find room for their own work.
+                "compute": {"num_cpus": 1, "concurrency": 2, "rows_per_call": 200},
             }
         )
     )
@@ -198,7 +199,7 @@ def test_resume_after_killing_the_driver(tiny_model, tmp_path):
     assert 0 < done_before < 6000
 
     second = _run_job(spec_path)
-    output, _ = second.communicate(timeout=600)
+    output, _ = second.communicate(timeout=300)
     assert second.returncode == 0, output
     manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
     ids = pq.read_table(tmp_path / "out", columns=["row_hash"])["row_hash"].to_pylist()
@@ -207,7 +208,7 @@ def test_resume_after_killing_the_driver(tiny_model, tmp_path):
     assert manifest["this_run"]["rows"] <= 6000 - done_before  # the finished part was not redone
 
     third = _run_job(spec_path)  # a finished job reruns as a no-op
-    output, _ = third.communicate(timeout=600)
+    output, _ = third.communicate(timeout=300)
     assert third.returncode == 0, output
     assert json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["this_run"]["rows"] == 0
     assert pq.read_table(tmp_path / "out", columns=["row_hash"]).num_rows == 6000
@@ -231,6 +232,8 @@ def test_plan_actors_adapts_or_fails_fast():
 
     plan = plan_actors(ComputeSpec(concurrency=[2, 8]), {"CPU": 3.0}, fixed_cluster=True)
     assert plan.concurrency == 2 and plan.num_gpus == 0 and "lowered" in plan.notes[0]
+    resuming = plan_actors(ComputeSpec(concurrency=[2, 8]), {"CPU": 3.0}, fixed_cluster=True, spare_cpus=2)
+    assert resuming.concurrency == 1
     assert plan_actors(ComputeSpec(), {"CPU": 16.0, "GPU": 4.0}, fixed_cluster=True).num_gpus == 1
     with pytest.raises(FatalError, match="asks for 1 GPU.*has 0"):
         plan_actors(ComputeSpec(num_gpus=1), {"CPU": 8.0}, fixed_cluster=True)
