@@ -24,6 +24,7 @@ from typing import Any
 from jobs.compute import has_checkpoint, plan_actors, spare_cpus
 from jobs.manifest import MANIFEST_NAME, output_counts, write_manifest
 from jobs.readers import id_column_of, read_corpus
+from jobs.watch import StallWatch
 from jobs.worker import STATS_ACTOR, AnnotateBatch, JobStats
 from pipefleet.errors import FatalError, SpecError
 from pipefleet.spec import Spec, load_spec
@@ -106,10 +107,11 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     )
     done_before = output_counts(output, spec.output.format, corpus.id_column)["rows_out"]
     started = time.monotonic()
-    if spec.output.format == "parquet":
-        annotated.write_parquet(output)
-    else:
-        annotated.write_json(output)
+    with StallWatch(stats, spec.compute.stall_warning_s):
+        if spec.output.format == "parquet":
+            annotated.write_parquet(output)
+        else:
+            annotated.write_json(output)
     wall = time.monotonic() - started
     this_run = ray.get(stats.snapshot.remote())
     ray.kill(stats)
@@ -144,11 +146,16 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
 def summary(manifest: dict[str, Any]) -> str:
     """The lines printed at the end of a run."""
     run = manifest["this_run"]
+    this_run = (
+        f"{run['rows']} rows ({run['errored']} errored) in {run['wall_s']:.1f} s, "
+        f"{run['rows_per_s'] or 0:.1f} rows/s on {len(run['per_actor_rows'])} actor(s)"
+        if run["rows"]
+        else "nothing left to do: every input row already had its output"
+    )
     return "\n".join(
         [
             f"pipefleet: {manifest['task']} with {manifest['model']}",
-            f"  this run:  {run['rows']} rows ({run['errored']} errored) in {run['wall_s']:.1f} s, "
-            f"{run['rows_per_s'] or 0:.1f} rows/s on {len(run['per_actor_rows'])} actor(s)",
+            f"  this run:  {this_run}",
             f"  output:    {manifest['rows_out']} rows ({manifest['rows_ok']} ok, {manifest['rows_errored']} errored), "
             f"{manifest['duplicate_ids']} duplicate ids",
             f"  written:   {manifest['output']} ({manifest['output_format']}); "

@@ -76,6 +76,9 @@ class ComputeSpec(_Section):
     rows_per_call: int = Field(
         1024, ge=1, description="Rows handed to one actor call; they are sorted by length and cut into batches."
     )
+    stall_warning_s: float = Field(
+        300, gt=0, description="Say so when no rows finish for this long (model loading counts as no progress)."
+    )
 
     @field_validator("concurrency")
     @classmethod

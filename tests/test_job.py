@@ -210,6 +210,7 @@ def test_resume_after_killing_the_driver(tiny_model, tmp_path):
     third = _run_job(spec_path)  # a finished job reruns as a no-op
     output, _ = third.communicate(timeout=300)
     assert third.returncode == 0, output
+    assert "nothing left to do" in output
     assert json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["this_run"]["rows"] == 0
     assert pq.read_table(tmp_path / "out", columns=["row_hash"]).num_rows == 6000
 
@@ -223,6 +224,17 @@ def test_fatal_problems_fail_fast_with_a_message(tmp_path, tiny_model):
     job = _run_job(spec_path)
     output, _ = job.communicate(timeout=120)
     assert job.returncode == 2 and "token-classification has no input named txt" in output
+
+
+def test_a_stalled_job_says_so(local_ray, tiny_model, tmp_path, capfd):
+    # Loading the model takes longer than this warning's 0.5 s: the job reports the wait.
+    pq.write_table(make_corpus(20, seed=6), tmp_path / "c.parquet")
+    spec = _spec(
+        tiny_model("text-classification"), tmp_path / "c.parquet", tmp_path / "out", compute={"stall_warning_s": 0.5}
+    )
+    annotate(spec)
+    warning = capfd.readouterr().err
+    assert "pipefleet: warning: no rows finished in the last" in warning and "free now: {" in warning
 
 
 def test_plan_actors_adapts_or_fails_fast():
