@@ -4,34 +4,61 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.worker import ERROR_COLUMN
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MANIFEST_NAME = "_manifest.json"  # "_" prefix: Parquet and JSON readers skip it
 
 
 def output_counts(path: str, fmt: str, id_column: str | None) -> dict[str, int]:
-    """Rows, ok rows, errored rows and duplicate ids over every file in the output folder."""
+    """Rows, ok rows, errored rows and duplicate ids over every output file in the folder."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
-    try:
-        dataset = ds.dataset(path, format="parquet" if fmt == "parquet" else "json", exclude_invalid_files=False)
-    except FileNotFoundError:  # nothing written yet
+    table = _read_columns(path, fmt, [ERROR_COLUMN, *([id_column] if id_column else [])])
+    if table is None:
         return {"rows_out": 0, "rows_ok": 0, "rows_errored": 0, "duplicate_ids": 0}
-    names = dataset.schema.names
-    id_column = id_column if id_column in names else None
-    columns = [c for c in (ERROR_COLUMN, id_column) if c]
-    table = dataset.to_table(columns=columns)
+    names = table.column_names
     errored = table.num_rows - table[ERROR_COLUMN].null_count if ERROR_COLUMN in names else 0
-    duplicates = table.num_rows - len(pc.unique(table[id_column])) if id_column else 0
+    duplicates = table.num_rows - len(pc.unique(table[id_column])) if id_column in names else 0
     return {
         "rows_out": table.num_rows,
         "rows_ok": table.num_rows - errored,
         "rows_errored": errored,
         "duplicate_ids": duplicates,
     }
+
+
+def _read_columns(path: str, fmt: str, columns: list[str]) -> "pa.Table | None":
+    """``columns`` (those present) of every output file under ``path``; None when nothing is written."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs
+    import pyarrow.json as pj
+
+    filesystem, folder = pyarrow.fs.FileSystem.from_uri(path if "://" in path else os.path.abspath(path))
+    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
+    files = [i.path for i in infos if i.type == pyarrow.fs.FileType.File and not i.base_name.startswith(("_", "."))]
+    if not files:
+        return None
+    if fmt == "parquet":
+        dataset = ds.dataset(files, format="parquet", filesystem=filesystem)
+        return dataset.to_table(columns=[c for c in columns if c in dataset.schema.names])
+    # JSON types are inferred from each file's first block: an error column that is null
+    # there and a string later would not parse, so its type is given. (The dataset API's
+    # JSON format ignores an explicit schema, hence read_json file by file.)
+    options = pj.ParseOptions(
+        explicit_schema=pa.schema([(ERROR_COLUMN, pa.string())]), unexpected_field_behavior="infer"
+    )
+    tables = []
+    for file in files:
+        with filesystem.open_input_stream(file) as stream:
+            table = pj.read_json(stream, parse_options=options)
+        tables.append(table.select([c for c in columns if c in table.column_names]))
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def write_manifest(path: str, manifest: dict[str, Any]) -> str:

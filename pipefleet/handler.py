@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipefleet.errors import BadInput, ModelError, RowError
+from pipefleet.params import Check, check_values
 from pipefleet.runner import run_pipeline
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class TaskHandler:
     aliases: ClassVar[tuple[str, ...]] = ()
     hf_task: ClassVar[str | None] = None  # the transformers task name, when it differs
     input_names: ClassVar[tuple[str, ...]] = ("text",)  # first is the main input; the rest optional
-    parameters: ClassVar[frozenset[str]] = frozenset()
+    parameters: ClassVar[dict[str, Check]] = {}  # name -> check (see pipefleet.params)
     output_column: ClassVar[str] = "output"
     # True for tasks whose pipeline would open a path or fetch a URL given as a string;
     # the endpoint refuses such strings unless the operator allows remote inputs.
@@ -72,11 +73,12 @@ class TaskHandler:
 
     @classmethod
     def check_params(cls, params: Params) -> None:
-        """Raise :class:`BadInput` naming any parameter this task does not take."""
-        unknown = sorted(set(params) - cls.parameters)
+        """Raise :class:`BadInput` naming any parameter this task does not take, or a wrong value."""
+        unknown = sorted(set(params) - set(cls.parameters))
         if unknown:
             accepted = ", ".join(sorted(cls.parameters)) or "none"
             raise BadInput(f"unknown parameter(s) for {cls.task}: {', '.join(unknown)}; accepted: {accepted}")
+        check_values(cls.parameters, dict(params))
 
     def merged_params(self, overrides: Params | None) -> dict[str, Any]:
         """Spec parameters overridden by a call's, as ``pipeline(..., **kwargs)`` then ``pipe(x, **kwargs)``."""

@@ -82,7 +82,12 @@ def run_pipeline(
     chunked = isinstance(pipe, ChunkPipeline)
     outcomes: list[Any] = [None] * len(inputs)
     for rows in group_rows(row_params):
-        pre, fwd, post = stage_params(pipe, row_params[rows[0]])
+        try:
+            pre, fwd, post = stage_params(pipe, row_params[rows[0]])
+        except Exception as exc:  # e.g. a value the pipeline rejects; other groups still run
+            for row in rows:
+                outcomes[row] = RowError.from_exception(exc)
+            continue
         features: list[tuple[int, int, Any]] = []  # (row, chunk index, model inputs)
         for row in rows:
             try:

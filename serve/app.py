@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.config import BackpressureConfig
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipefleet.errors import BadInput, FatalError
 from pipefleet.registry import handler_class
@@ -135,8 +136,11 @@ class Gateway:
         check_declared_size(request.headers.get("content-length"), max_bytes)
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
-            async with request.form(max_part_size=max_bytes) as form:
-                fields = [(k, await v.read() if hasattr(v, "read") else v) for k, v in form.multi_items()]
+            try:
+                async with request.form(max_part_size=max_bytes) as form:
+                    fields = [(k, await v.read() if hasattr(v, "read") else v) for k, v in form.multi_items()]
+            except StarletteHTTPException as exc:
+                raise HTTPProblem(exc.status_code, f"multipart body cannot be read: {exc.detail}") from None
             call = parse_multipart(fields)
         else:  # JSON, whatever the header says: `curl -d` sends form-urlencoded by default
             call = parse_json_body(await _read_limited(request, max_bytes))

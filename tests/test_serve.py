@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -290,3 +291,91 @@ def test_replicas_scale_up_under_load_and_back_down(endpoint):
     while time.monotonic() < deadline and _replicas("model-scaled") != 1:
         time.sleep(1)
     assert _replicas("model-scaled") == 1
+
+
+# Malformed and hostile requests: every one gets a 4xx with a message, never a 5xx.
+FUZZ_ROUTES = ["/classify", "/ner", "/zero-shot", "/fill-mask", "/embed", "/generate", "/image", "/private"]
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def hostile_bodies(rng: random.Random) -> list[tuple[bytes, dict[str, str]]]:
+    """Bodies and headers of the kinds a public endpoint meets; each is wrong somehow."""
+    json_header = {"content-type": "application/json"}
+    values = [None, 0, -1, 1.5, True, "", [], {}, [[]], [None], {"a": 1}, "x" * 5000, [1, "a", None], {"text": 3}]
+    bodies: list[tuple[bytes, dict[str, str]]] = []
+    for _ in range(40):
+        bodies += [
+            (json.dumps({"inputs": rng.choice(values)}).encode(), json_header),
+            (json.dumps({"inputs": "ok", "parameters": rng.choice(values[1:])}).encode(), json_header),
+            (json.dumps({"inputs": "ok", "parameters": {"no_such_param": rng.choice(values)}}).encode(), json_header),
+            (
+                json.dumps({"inputs": "ok", "parameters": {"top_k": rng.choice(["3", -5, 1e9, [1]])}}).encode(),
+                json_header,
+            ),
+            (json.dumps({rng.choice(["input", "Inputs", "data", ""]): "x"}).encode(), json_header),
+            (bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))), json_header),
+            (_nested(rng.choice([100, 5000, 100000])).encode(), json_header),
+            ((json.dumps({"inputs": "x"})[: rng.randint(1, 12)]).encode(), json_header),
+            (
+                json.dumps(
+                    {"inputs": base64.b64encode(bytes(rng.getrandbits(8) for _ in range(64))).decode()}
+                ).encode(),
+                json_header,
+            ),
+            (
+                json.dumps(
+                    {
+                        "inputs": rng.choice(
+                            [
+                                "http://127.0.0.1:1/x.png",
+                                "file:///etc/passwd",
+                                "/etc/shadow",
+                                "../../secret",
+                                "data:image/png;base64,AAAA",
+                            ]
+                        )
+                    }
+                ).encode(),
+                json_header,
+            ),
+            (json.dumps({"inputs": "x", "stream": rng.choice(["yes", 1, None, True])}).encode(), json_header),
+            (b'{"inputs": "x"}', {"content-type": "multipart/form-data; boundary=nope"}),
+            (
+                b"inputs=x",
+                {"content-type": "application/x-www-form-urlencoded", "authorization": "Bearer " + "a" * 4000},
+            ),
+            (
+                json.dumps({"inputs": ["a"] * rng.randint(0, 3), "parameters": None, "options": "x"}).encode(),
+                json_header,
+            ),
+        ]
+    return bodies
+
+
+@pytest.mark.slow
+def test_fuzz_never_gets_a_5xx(endpoint):
+    rng = random.Random(7)
+    bodies = hostile_bodies(rng)
+    assert len(bodies) >= 1000 / len(FUZZ_ROUTES) * 1.5
+    statuses: dict[int, int] = {}
+    sent = 0
+    for body, headers in bodies:
+        for route in rng.sample(FUZZ_ROUTES, 2):
+            response = endpoint.post(route, content=body, headers=headers)
+            sent += 1
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            assert response.status_code < 500, (route, body[:200], headers, response.status_code, response.text[:300])
+            if response.status_code >= 400:
+                assert "error" in response.json(), (
+                    route,
+                    body[:200],
+                    headers,
+                    response.status_code,
+                    response.text[:300],
+                )
+    assert sent >= 1000
+    assert endpoint.get("/-/healthz").status_code == 200
+    assert endpoint.post("/classify", json={"inputs": "still fine"}).status_code == 200

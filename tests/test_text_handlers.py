@@ -182,3 +182,11 @@ def test_unknown_call_parameter_is_bad_input(tiny_model, make_handler):
     handler = make_handler("text-classification", tiny_model("text-classification"))
     with pytest.raises(BadInput, match="unknown parameter.*topk.*accepted: .*top_k"):
         handler.predict(TEXTS, params={"topk": 2})
+
+
+def test_parameters_the_pipeline_rejects_fail_only_their_rows(tiny_model, make_handler):
+    # A stride of at least the model's 128 positions is refused when the pipeline prepares its parameters.
+    handler = make_handler("token-classification", tiny_model("token-classification"), batch_size=4)
+    outcomes = handler.predict([TEXTS[0], TEXTS[1]], params=[{"stride": 500, "aggregation_strategy": "simple"}, {}])
+    assert isinstance(outcomes[0], RowError) and "stride" in outcomes[0].message
+    assert_matches(outcomes[1], handler.predict([TEXTS[1]])[0])

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipefleet.errors import BadInput, RowError
+from pipefleet import params as P
+from pipefleet.errors import RowError
 from pipefleet.handler import Params, TaskHandler
 from pipefleet.registry import register
 from pipefleet.runner import group_rows, run_pipeline
@@ -28,14 +29,15 @@ class FeatureExtractionHandler(TaskHandler):
     """Sentence embeddings (``pooling: mean | cls``, ``normalize``) or raw hidden states (``pooling: none``)."""
 
     task = "feature-extraction"
-    parameters = frozenset({"pooling", "normalize", "max_length", *_PIPELINE_PARAMS})
+    parameters = {
+        "pooling": P.choice(*POOLINGS),
+        "normalize": P.boolean(),
+        "max_length": P.integer(1),
+        "truncation": P.boolean(),
+        "tokenize_kwargs": P.mapping(),
+        "return_tensors": P.boolean(),
+    }
     output_column = "embedding"
-
-    @classmethod
-    def check_params(cls, params: Params) -> None:
-        super().check_params(params)
-        if params.get("pooling", "mean") not in POOLINGS:
-            raise BadInput(f"{cls.task}: pooling {params['pooling']!r} is not one of {', '.join(POOLINGS)}")
 
     def setup(self) -> None:
         super().setup()

@@ -7,32 +7,33 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipefleet import params as P
 from pipefleet.errors import BadInput
 from pipefleet.handler import Params, TaskHandler, require_text
 from pipefleet.registry import register
 
 _GENERATE_PARAMS = {
-    "max_new_tokens",
-    "min_new_tokens",
-    "max_length",
-    "do_sample",
-    "temperature",
-    "top_p",
-    "top_k",
-    "num_return_sequences",
-    "num_beams",
-    "repetition_penalty",
-    "no_repeat_ngram_size",
-    "length_penalty",
+    "max_new_tokens": P.integer(1),
+    "min_new_tokens": P.integer(0),
+    "max_length": P.integer(1),
+    "do_sample": P.boolean(),
+    "temperature": P.number(0),
+    "top_p": P.number(0),
+    "top_k": P.integer(0),
+    "num_return_sequences": P.integer(1),
+    "num_beams": P.integer(1),
+    "repetition_penalty": P.number(0),
+    "no_repeat_ngram_size": P.integer(0),
+    "length_penalty": P.number(-1e9),
 }
 _PIPELINE_PARAMS = {
-    "return_full_text",
-    "stop_sequence",
-    "prefix",
-    "truncation",
-    "continue_final_message",
-    "skip_special_tokens",
-    "clean_up_tokenization_spaces",
+    "return_full_text": P.boolean(),
+    "stop_sequence": P.texts(),
+    "prefix": P.text(),
+    "truncation": P.boolean(),
+    "continue_final_message": P.boolean(),
+    "skip_special_tokens": P.boolean(),
+    "clean_up_tokenization_spaces": P.boolean(),
 }
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
@@ -43,7 +44,7 @@ class TextGenerationHandler(TaskHandler):
 
     task = "text-generation"
     input_names = ("text", "messages")
-    parameters = frozenset(_GENERATE_PARAMS | _PIPELINE_PARAMS)
+    parameters = {**_GENERATE_PARAMS, **_PIPELINE_PARAMS}
     output_column = "generated"
 
     def setup(self) -> None:

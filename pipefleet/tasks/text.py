@@ -7,12 +7,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipefleet import params as P
 from pipefleet.errors import BadInput
 from pipefleet.handler import Params, TaskHandler, require_text
 from pipefleet.registry import register
 
 _LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
-_TOKENIZER_PARAMS = frozenset({"truncation", "max_length", "padding"})
+_TOKENIZER_PARAMS = {"truncation": P.boolean(), "max_length": P.integer(1), "padding": P.boolean()}
 
 
 @register
@@ -22,7 +23,11 @@ class TextClassificationHandler(TaskHandler):
     task = "text-classification"
     aliases = ("sentiment-analysis",)
     input_names = ("text", "text_pair")
-    parameters = frozenset({"top_k", "function_to_apply"}) | _TOKENIZER_PARAMS
+    parameters = {
+        "top_k": P.integer(1, nullable=True),
+        "function_to_apply": P.choice("sigmoid", "softmax", "none"),
+        **_TOKENIZER_PARAMS,
+    }
     output_column = "classification"
 
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -52,7 +57,11 @@ class TokenClassificationHandler(TaskHandler):
 
     task = "token-classification"
     aliases = ("ner",)
-    parameters = frozenset({"aggregation_strategy", "ignore_labels", "stride"})
+    parameters = {
+        "aggregation_strategy": P.choice("none", "simple", "first", "average", "max"),
+        "ignore_labels": P.texts(),
+        "stride": P.integer(0),
+    }
     output_column = "entities"
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
@@ -76,7 +85,7 @@ class ZeroShotClassificationHandler(TaskHandler):
 
     task = "zero-shot-classification"
     input_names = ("text", "candidate_labels")
-    parameters = frozenset({"candidate_labels", "hypothesis_template", "multi_label"})
+    parameters = {"candidate_labels": P.texts(), "hypothesis_template": P.text(), "multi_label": P.boolean()}
     output_column = "zero_shot"
 
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -106,7 +115,7 @@ class FillMaskHandler(TaskHandler):
     """The most likely tokens for the one mask token in each text."""
 
     task = "fill-mask"
-    parameters = frozenset({"top_k", "targets"})
+    parameters = {"top_k": P.integer(1), "targets": P.texts()}
     output_column = "fill_mask"
 
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipefleet import params as P
 from pipefleet.errors import BadInput
 from pipefleet.handler import Params, TaskHandler
 from pipefleet.registry import register
@@ -63,7 +64,11 @@ class ImageClassificationHandler(TaskHandler):
     task = "image-classification"
     input_names = ("image",)
     binary_inputs = True
-    parameters = frozenset({"top_k", "function_to_apply", "timeout"})
+    parameters = {
+        "top_k": P.integer(1),
+        "function_to_apply": P.choice("sigmoid", "softmax", "none"),
+        "timeout": P.number(0),
+    }
     output_column = "classification"
 
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
