@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobs.compute import has_checkpoint, plan_actors, spare_cpus
-from jobs.manifest import MANIFEST_NAME, output_counts, write_manifest
+from jobs.manifest import MANIFEST_NAME, build_manifest, output_counts, write_manifest
 from jobs.readers import id_column_of, read_corpus
 from jobs.watch import StallWatch
 from jobs.worker import STATS_ACTOR, AnnotateBatch, JobStats
@@ -116,29 +115,7 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     this_run = ray.get(stats.snapshot.remote())
     ray.kill(stats)
 
-    manifest = {
-        "task": spec.task,
-        "model": this_run.get("identity", {}).get("model") or spec.model,
-        "revision": this_run.get("identity", {}).get("revision") or spec.revision,
-        "input": spec.input.path,
-        "output": output,
-        "output_format": spec.output.format,
-        "id_column": corpus.id_column,
-        "resumable": corpus.id_column is not None,
-        # Rows already done (skipped by the checkpoint) plus rows read by this run.
-        "rows_in": done_before + sum(this_run["rows"].values()),
-        **output_counts(output, spec.output.format, corpus.id_column),
-        "this_run": {
-            "rows": sum(this_run["rows"].values()),
-            "errored": sum(this_run["errors"].values()),
-            "wall_s": round(wall, 3),
-            "rows_per_s": round(sum(this_run["rows"].values()) / wall, 2) if wall else None,
-            "per_actor_rows": this_run["rows"],
-            "compute": {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "concurrency": plan.concurrency},
-            "notes": list(plan.notes),
-        },
-        "spec": json.loads(spec.model_dump_json()),
-    }
+    manifest = build_manifest(spec, output, corpus.id_column, plan, done_before, this_run, wall)
     write_manifest(output, manifest)
     return manifest
 

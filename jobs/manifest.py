@@ -11,6 +11,9 @@ from jobs.worker import ERROR_COLUMN
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from jobs.compute import Plan
+    from pipefleet.spec import Spec
+
 MANIFEST_NAME = "_manifest.json"  # "_" prefix: Parquet and JSON readers skip it
 
 
@@ -59,6 +62,46 @@ def _read_columns(path: str, fmt: str, columns: list[str]) -> "pa.Table | None":
             table = pj.read_json(stream, parse_options=options)
         tables.append(table.select([c for c in columns if c in table.column_names]))
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+def build_manifest(
+    spec: "Spec",
+    output: str,
+    id_column: str | None,
+    plan: "Plan",
+    done_before: int,
+    this_run: dict[str, Any],
+    wall_s: float,
+) -> dict[str, Any]:
+    """The manifest of a run: what ran, the output's counts, and this run's share and speed.
+
+    ``this_run`` is the :class:`jobs.worker.JobStats` snapshot; ``done_before`` the rows
+    the output held before this run (which the checkpoint skipped).
+    """
+    rows = sum(this_run["rows"].values())
+    identity = this_run.get("identity") or {}
+    return {
+        "task": spec.task,
+        "model": identity.get("model") or spec.model,
+        "revision": identity.get("revision") or spec.revision,
+        "input": spec.input.path,
+        "output": output,
+        "output_format": spec.output.format,
+        "id_column": id_column,
+        "resumable": id_column is not None,
+        "rows_in": done_before + rows,
+        **output_counts(output, spec.output.format, id_column),
+        "this_run": {
+            "rows": rows,
+            "errored": sum(this_run["errors"].values()),
+            "wall_s": round(wall_s, 3),
+            "rows_per_s": round(rows / wall_s, 2) if wall_s else None,
+            "per_actor_rows": this_run["rows"],
+            "compute": {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "concurrency": plan.concurrency},
+            "notes": list(plan.notes),
+        },
+        "spec": json.loads(spec.model_dump_json()),
+    }
 
 
 def write_manifest(path: str, manifest: dict[str, Any]) -> str:

@@ -68,6 +68,11 @@ def _start_head(temp_dir: str, gcs_port: int, env: dict) -> str:
             "--num-cpus=3",
             f"--temp-dir={temp_dir}",
             f"--ray-client-server-port={free_port()}",
+            # Ports of its own, so another Ray on this machine (the other tests') cannot hold them.
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard}",
             "--disable-usage-stats",
@@ -123,7 +128,7 @@ def test_ray_job_submit_runs_the_job(head_node, tiny_model, tmp_path):
         "jobs.annotate",
         str(spec),
     ]
-    for _ in range(30):  # the job agent registers a little after the dashboard answers
+    for _ in range(20):  # the job agent registers a little after the dashboard answers
         submitted = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         if "No available agent" not in submitted.stderr:
             break
