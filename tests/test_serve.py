@@ -379,3 +379,15 @@ def test_fuzz_never_gets_a_5xx(endpoint):
     assert sent >= 1000
     assert endpoint.get("/-/healthz").status_code == 200
     assert endpoint.post("/classify", json={"inputs": "still fine"}).status_code == 200
+
+
+def test_http_feature_extraction_equals_pipeline(endpoint, tiny_model):
+    import numpy as np
+
+    oracle = pipeline("feature-extraction", model=tiny_model("feature-extraction"))
+    raw = [oracle(text) for text in TEXTS]  # one at a time: no padding positions in the oracle
+    assert_matches(post(endpoint, "/embed", TEXTS, parameters={"pooling": "none"}).json(), raw)
+    pooled = post(endpoint, "/embed", TEXTS).json()
+    for vector, tokens in zip(pooled, raw):
+        mean = np.mean(tokens[0], axis=0)
+        np.testing.assert_allclose(vector, mean / np.linalg.norm(mean), atol=1e-5)
