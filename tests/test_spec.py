@@ -87,14 +87,13 @@ def test_model_that_cannot_load_fails_fast(tmp_path, make_handler):
         make_handler("text-classification", str(tmp_path / "empty-folder"))
 
 
-def test_quantization_without_gpu_is_a_clear_error():
+def test_quantization_without_gpu_is_a_clear_error(monkeypatch):
     import torch
 
     from pipefleet.errors import FatalError
     from pipefleet.models import pipeline_kwargs
 
-    if torch.cuda.is_available():
-        pytest.skip("this checks the CPU-only message")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the message a CPU-only machine gives
     spec = parse_spec({"task": "ner", "model": "m", "quantization": "8bit"})
     with pytest.raises(FatalError, match="needs a CUDA GPU"):
         pipeline_kwargs(spec, "token-classification")
