@@ -260,3 +260,39 @@ def test_manifest_counts_jsonl_whose_errors_come_late(tmp_path):
     (tmp_path / "part-0.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     counts = output_counts(str(tmp_path), "jsonl", "rid")
     assert counts == {"rows_out": 3000, "rows_ok": 2999, "rows_errored": 1, "duplicate_ids": 0}
+
+
+@pytest.mark.slow
+def test_job_survives_a_killed_actor(tiny_model, tmp_path):
+    import psutil
+
+    corpus = make_corpus(4000, seed=8)
+    pq.write_table(corpus, tmp_path / "corpus.parquet", row_group_size=500)
+    spec_path = tmp_path / "spec.yaml"
+    spec = {
+        "task": "text-classification",
+        "model": tiny_model("text-classification"),
+        "device": "cpu",
+        "batch_size": 8,
+        "params": {"truncation": True},
+        "input": {"path": str(tmp_path / "corpus.parquet")},
+        "output": {"path": str(tmp_path / "out")},
+        "compute": {"num_cpus": 1, "concurrency": 2, "rows_per_call": 200},
+    }
+    spec_path.write_text(json.dumps(spec))
+    job = _run_job(spec_path)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list((tmp_path / "out").glob("*.parquet"))) < 2:
+        assert job.poll() is None, job.stdout.read()
+        time.sleep(0.2)
+    actors = [
+        p for p in psutil.process_iter(["cmdline"]) if "MapBatches(AnnotateBatch)" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert actors, "no annotating actor found to kill"
+    actors[0].kill()  # a real SIGKILL of one actor process, mid-run
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode == 0, output[-3000:]
+    ids = pq.read_table(tmp_path / "out", columns=["row_hash"])["row_hash"].to_pylist()
+    assert len(ids) == len(set(ids)) == 4000
+    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    assert manifest["rows_out"] == manifest["rows_ok"] == 4000 and manifest["duplicate_ids"] == 0
