@@ -45,6 +45,6 @@ def to_arrow(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
         present = [i for i, v in enumerate(values) if v is not None]
         if present:
             flat[present] = np.stack([values[i] for i in present])
-        array = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), type=arrow_type.value_type), size)
-        return pa.FixedSizeListArray.from_arrays(array.values, size, mask=pa.array(mask)) if mask.any() else array
+        values_array = pa.array(flat.reshape(-1), type=arrow_type.value_type)
+        return pa.FixedSizeListArray.from_arrays(values_array, size, mask=pa.array(mask) if mask.any() else None)
     return pa.array([to_jsonable(v) for v in values], type=arrow_type)

@@ -14,69 +14,51 @@ from pipefleet.errors import BadInput
 Check = Callable[[str, Any], None]
 
 
-def _fail(name: str, value: Any, wants: str) -> None:
-    raise BadInput(f"parameter {name}: {wants}, got {value!r:.60}")
+def _accepting(accepts: Callable[[Any], bool], wants: str) -> Check:
+    def check(name: str, value: Any) -> None:
+        if not accepts(value):
+            raise BadInput(f"parameter {name}: {wants}, got {value!r:.60}")
+
+    return check
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def integer(minimum: int = 0, nullable: bool = False) -> Check:
-    def check(name: str, value: Any) -> None:
-        if value is None and nullable:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            _fail(name, value, f"an integer >= {minimum}" + (" or null" if nullable else ""))
-
-    return check
+    wants = f"an integer >= {minimum}" + (" or null" if nullable else "")
+    return _accepting(
+        lambda v: (v is None and nullable) or (isinstance(v, int) and not isinstance(v, bool) and v >= minimum), wants
+    )
 
 
 def number(minimum: float = 0.0) -> Check:
-    def check(name: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-            _fail(name, value, f"a number >= {minimum:g}")
-
-    return check
+    return _accepting(lambda v: _is_number(v) and v >= minimum, f"a number >= {minimum:g}")
 
 
 def boolean() -> Check:
-    def check(name: str, value: Any) -> None:
-        if not isinstance(value, bool):
-            _fail(name, value, "true or false")
-
-    return check
+    return _accepting(lambda v: isinstance(v, bool), "true or false")
 
 
 def choice(*options: str) -> Check:
-    def check(name: str, value: Any) -> None:
-        if not isinstance(value, str) or value.lower() not in options:
-            _fail(name, value, f"one of {', '.join(options)}")
-
-    return check
+    return _accepting(lambda v: isinstance(v, str) and v.lower() in options, f"one of {', '.join(options)}")
 
 
 def text() -> Check:
-    def check(name: str, value: Any) -> None:
-        if not isinstance(value, str):
-            _fail(name, value, "a string")
-
-    return check
+    return _accepting(lambda v: isinstance(v, str), "a string")
 
 
 def texts() -> Check:
     """A string or a list of strings (labels, targets, stop sequences)."""
-
-    def check(name: str, value: Any) -> None:
-        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            return
-        _fail(name, value, "a string or a list of strings")
-
-    return check
+    return _accepting(
+        lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+        "a string or a list of strings",
+    )
 
 
 def mapping() -> Check:
-    def check(name: str, value: Any) -> None:
-        if not isinstance(value, dict):
-            _fail(name, value, "an object")
-
-    return check
+    return _accepting(lambda v: isinstance(v, dict), "an object")
 
 
 def check_values(checks: dict[str, Check], params: dict[str, Any]) -> None:

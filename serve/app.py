@@ -43,6 +43,11 @@ class Route:
     handle: DeploymentHandle
 
     @property
+    def handler(self) -> type:
+        """The task's handler class: its parameter checks and single-input shape."""
+        return handler_class(self.spec.task)
+
+    @property
     def token(self) -> str | None:
         env = self.spec.serve.auth_token_env
         return os.environ.get(env) if env else None
@@ -85,9 +90,11 @@ class Gateway:
                     "gateway runs; export it before starting Ray (or pipefleet serve) on the serving nodes"
                 )
         tags = ("route",)
-        self.requests = Counter("pipefleet_requests", "Requests per route.", tag_keys=tags)
-        self.errors = Counter("pipefleet_request_errors", "Requests answered with an error status.", tag_keys=tags)
-        self.rows = Counter("pipefleet_rows", "Input rows per route.", tag_keys=tags)
+        self.metrics = {
+            "requests": Counter("pipefleet_requests", "Requests per route.", tag_keys=tags),
+            "errors": Counter("pipefleet_request_errors", "Requests answered with an error status.", tag_keys=tags),
+            "rows": Counter("pipefleet_rows", "Input rows per route.", tag_keys=tags),
+        }
         self.counts: dict[str, dict[str, int]] = {r: {"requests": 0, "errors": 0, "rows": 0} for r in self.routes}
 
     @app.get("/")
@@ -127,7 +134,7 @@ class Gateway:
 
     def _count(self, route: Route, name: str, amount: int, tags: dict[str, str]) -> None:
         self.counts[route.spec.route][name] += amount
-        {"requests": self.requests, "errors": self.errors, "rows": self.rows}[name].inc(amount, tags=tags)
+        self.metrics[name].inc(amount, tags=tags)
 
     async def _read(self, route: Route, request: Request) -> Call:
         settings = route.spec.serve
@@ -144,12 +151,11 @@ class Gateway:
             call = parse_multipart(fields)
         else:  # JSON, whatever the header says: `curl -d` sends form-urlencoded by default
             call = parse_json_body(await _read_limited(request, max_bytes))
-        handler = handler_class(route.spec.task)
         try:
-            handler.check_params(call.parameters)
+            route.handler.check_params(call.parameters)
         except BadInput as exc:
             raise HTTPProblem(400, str(exc)) from None
-        if handler.binary_inputs:
+        if route.handler.binary_inputs:
             call = Call(binary_inputs(call.inputs, settings.allow_remote_inputs), call.single, call.parameters)
         if call.stream and (route.spec.task != "text-generation" or not call.single):
             raise HTTPProblem(400, '"stream": true works for text-generation with one input')
@@ -167,8 +173,7 @@ class Gateway:
             return problem(status, message, errors=[{"index": i, "error": o["error"]} for i, o in errors])
         outputs = [o["output"] for o in outcomes]
         if call.single:
-            handler = handler_class(route.spec.task)
-            return JSONResponse(handler.single_output(outputs[0], call.inputs[0], call.parameters))
+            return JSONResponse(route.handler.single_output(outputs[0], call.inputs[0], call.parameters))
         return JSONResponse(outputs)
 
     async def _await(self, route: Route, response: Any) -> Any:

@@ -91,7 +91,7 @@ def parse_multipart(fields: list[tuple[str, Any]]) -> Call:
     parameters: dict[str, Any] = {}
     for name, value in fields:
         if name == "inputs":
-            inputs.append(value if isinstance(value, (str, bytes)) else value)
+            inputs.append(value)
         elif name == "parameters":
             try:
                 parameters = json.loads(value)

@@ -97,9 +97,7 @@ class ZeroShotClassificationHandler(TaskHandler):
                 params = {**params, "candidate_labels": raw["candidate_labels"]}
             raw = raw.get("text")
         text = require_text(raw, self.task)
-        labels = params.get("candidate_labels")
-        if isinstance(labels, str):
-            labels = [label.strip() for label in labels.split(",") if label.strip()]
+        labels = self.pipe._args_parser._parse_labels(params.get("candidate_labels"))  # "a, b" -> ["a", "b"]
         if not labels or not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) and x for x in labels):
             raise BadInput(f"{self.task}: candidate_labels must be a non-empty list of strings (in params or per row)")
         return text, {**params, "candidate_labels": list(labels)}
