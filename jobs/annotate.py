@@ -25,7 +25,7 @@ from jobs.manifest import MANIFEST_NAME, build_manifest, output_counts, write_ma
 from jobs.readers import id_column_of, read_corpus
 from jobs.watch import StallWatch
 from jobs.worker import STATS_ACTOR, AnnotateBatch, JobStats
-from pipefleet.errors import FatalError, SpecError
+from pipefleet.errors import FatalError, JobFailed, SpecError
 from pipefleet.spec import Spec, load_spec
 
 CHECKPOINT_DIR = "_checkpoint"  # inside the output folder; readers skip names starting with "_"
@@ -106,11 +106,15 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     )
     done_before = output_counts(output, spec.output.format, corpus.id_column)["rows_out"]
     started = time.monotonic()
-    with StallWatch(stats, spec.compute.stall_warning_s):
-        if spec.output.format == "parquet":
-            annotated.write_parquet(output)
-        else:
-            annotated.write_json(output)
+    try:
+        with StallWatch(stats, spec.compute.stall_warning_s):
+            if spec.output.format == "parquet":
+                annotated.write_parquet(output)
+            else:
+                annotated.write_json(output)
+    except Exception as exc:  # a write, a worker or the cluster failed; say what, and how to go on
+        ray.kill(stats)
+        raise JobFailed(_stopped_message(exc, output, resumable=id_column is not None)) from exc
     wall = time.monotonic() - started
     this_run = ray.get(stats.snapshot.remote())
     ray.kill(stats)
@@ -118,6 +122,29 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     manifest = build_manifest(spec, output, corpus.id_column, plan, done_before, this_run, wall)
     write_manifest(output, manifest)
     return manifest
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost cause of ``exc``: Ray wraps a worker's exception in its own, often more than once."""
+    seen = {id(exc)}
+    while True:
+        inner = getattr(exc, "cause", None) or exc.__cause__
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
+def _stopped_message(exc: BaseException, output: str, resumable: bool) -> str:
+    cause = root_cause(exc)
+    first_line = (str(cause).strip().splitlines() or [""])[0]
+    then = (
+        "rerun the same command once the cause is fixed; it keeps the committed rows, removes any file "
+        "whose rows were not committed, and does the rest without duplicates"
+        if resumable
+        else "this input has no stable row id (input.id_column), so delete the output folder and rerun"
+    )
+    return f"the job stopped: {type(cause).__name__}: {first_line}\n  output so far: {output}\n  then: {then}"
 
 
 def summary(manifest: dict[str, Any]) -> str:
@@ -129,10 +156,13 @@ def summary(manifest: dict[str, Any]) -> str:
         if run["rows"]
         else "nothing left to do: every input row already had its output"
     )
+    splits = run.get("oom_splits")
+    memory = [f"  memory:    {splits} batch(es) ran out of memory and were halved; no row was lost"] if splits else []
     return "\n".join(
         [
             f"pipefleet: {manifest['task']} with {manifest['model']}",
             f"  this run:  {this_run}",
+            *memory,
             f"  output:    {manifest['rows_out']} rows ({manifest['rows_ok']} ok, {manifest['rows_errored']} errored), "
             f"{manifest['duplicate_ids']} duplicate ids",
             f"  written:   {manifest['output']} ({manifest['output_format']}); "
@@ -160,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FatalError as exc:
         print(f"pipefleet: error: {exc}", file=sys.stderr)
         return 2
+    except JobFailed as exc:
+        print(f"pipefleet: error: {exc}", file=sys.stderr)
+        return 1
     print(summary(manifest))
     return 0
 

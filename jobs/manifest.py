@@ -94,6 +94,8 @@ def build_manifest(
         "this_run": {
             "rows": rows,
             "errored": sum(this_run["errors"].values()),
+            # Batches halved after running out of memory: their rows were retried, not lost.
+            "oom_splits": sum(this_run.get("oom_splits", {}).values()),
             "wall_s": round(wall_s, 3),
             "rows_per_s": round(rows / wall_s, 2) if wall_s else None,
             "per_actor_rows": this_run["rows"],

@@ -22,17 +22,24 @@ class JobStats:
     def __init__(self) -> None:
         self.rows: dict[str, int] = {}
         self.errors: dict[str, int] = {}
+        self.oom_splits: dict[str, int] = {}
         self.identity: dict[str, Any] = {}
 
     def set_identity(self, identity: dict[str, Any]) -> None:
         self.identity = identity
 
-    def record(self, worker: str, rows: int, errors: int) -> None:
+    def record(self, worker: str, rows: int, errors: int, oom_splits_so_far: int) -> None:
         self.rows[worker] = self.rows.get(worker, 0) + rows
         self.errors[worker] = self.errors.get(worker, 0) + errors
+        self.oom_splits[worker] = oom_splits_so_far
 
-    def snapshot(self) -> dict[str, dict[str, int]]:
-        return {"rows": dict(self.rows), "errors": dict(self.errors), "identity": self.identity}
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "rows": dict(self.rows),
+            "errors": dict(self.errors),
+            "oom_splits": dict(self.oom_splits),
+            "identity": self.identity,
+        }
 
 
 class AnnotateBatch:
@@ -71,7 +78,9 @@ class AnnotateBatch:
         values, errors = split_outcomes(outcomes)
         output = self._typed_column(values, errors)
         if self.stats is not None:
-            self.stats.record.remote(self.worker, len(rows), sum(e is not None for e in errors))
+            self.stats.record.remote(
+                self.worker, len(rows), sum(e is not None for e in errors), self.handler.stats.oom_splits
+            )
         batch = _drop(batch, [self.output_column, ERROR_COLUMN])
         return batch.append_column(self.output_column, output).append_column(
             ERROR_COLUMN, pa.array(errors, pa.string())

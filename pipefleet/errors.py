@@ -26,6 +26,10 @@ class FatalError(PipefleetError):
     """Nothing can proceed: a broken spec, a model that cannot load, a missing package."""
 
 
+class JobFailed(PipefleetError):
+    """A job stopped partway (a write failed, the cluster went away); what it committed is kept."""
+
+
 class SpecError(FatalError):
     """The spec file is invalid; the message says what to change."""
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipefleet.errors import BadInput, ModelError, RowError
 from pipefleet.params import Check, check_values
-from pipefleet.runner import run_pipeline
+from pipefleet.runner import RunStats, run_pipeline
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,6 +53,7 @@ class TaskHandler:
     def __init__(self, spec: "Spec") -> None:
         self.spec = spec
         self.pipe: "Pipeline | None" = None
+        self.stats = RunStats()
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -151,11 +152,15 @@ class TaskHandler:
         Raises :class:`BadInput` with a message naming the problem. The default takes
         one non-empty string.
         """
-        return require_text(raw, self.task), params
+        return self.text(raw), params
 
     def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
         """The hot path: the pipeline's own stages, batched across rows (see :mod:`pipefleet.runner`)."""
-        return run_pipeline(self.pipe, inputs, row_params, self.spec.batch_size)
+        return run_pipeline(self.pipe, inputs, row_params, self.spec.batch_size, self.stats)
+
+    def text(self, value: Any, what: str = "input") -> str:
+        """``value`` as a text input of this task: a non-empty string within the spec's ``max_input_chars``."""
+        return require_text(value, self.task, what, self.spec.max_input_chars)
 
     @classmethod
     def single_output(cls, output: Any, raw: Any, call_params: Params) -> Any:
@@ -171,12 +176,14 @@ class TaskHandler:
         raise NotImplementedError
 
 
-def require_text(value: Any, task: str, what: str = "input") -> str:
-    """``value`` if it is a non-empty string, else :class:`BadInput` naming what is wrong."""
+def require_text(value: Any, task: str, what: str = "input", max_chars: int | None = None) -> str:
+    """``value`` if it is a non-empty string of at most ``max_chars`` characters, else BadInput naming the problem."""
     if value is None:
         raise BadInput(f"{task}: {what} is missing (null)")
     if not isinstance(value, str):
         raise BadInput(f"{task}: {what} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise BadInput(f"{task}: {what} is empty")
+    if max_chars is not None and len(value) > max_chars:
+        raise BadInput(f"{task}: {what} is {len(value):,} characters, over max_input_chars ({max_chars:,})")
     return value

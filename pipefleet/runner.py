@@ -11,20 +11,28 @@ corpus needs:
   together, so padding is small;
 - a row whose preprocess, forward or postprocess fails becomes that row's
   :class:`~pipefleet.errors.RowError`; a failing batch is retried row by row so that its
-  good rows still get outputs.
+  good rows still get outputs, and a batch that runs out of memory is halved and retried.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipefleet.errors import RowError
 
 if TYPE_CHECKING:
     from transformers import Pipeline
+
+
+@dataclass
+class RunStats:
+    """What the batch loop had to work around, for manifests and metrics."""
+
+    oom_splits: int = 0  # batches halved after running out of memory
 
 
 def params_key(params: Mapping[str, Any]) -> str:
@@ -74,7 +82,11 @@ def forward_batch(pipe: "Pipeline", features: list[Mapping[str, Any]], forward_p
 
 
 def run_pipeline(
-    pipe: "Pipeline", inputs: Sequence[Any], row_params: Sequence[Mapping[str, Any]], batch_size: int
+    pipe: "Pipeline",
+    inputs: Sequence[Any],
+    row_params: Sequence[Mapping[str, Any]],
+    batch_size: int,
+    stats: RunStats | None = None,
 ) -> list[Any]:
     """Run ``pipe`` over ``inputs``; one outcome per input: the pipeline's output or a RowError."""
     from transformers.pipelines.base import ChunkPipeline
@@ -102,7 +114,7 @@ def run_pipeline(
                 continue
             features.extend((row, chunk, item) for chunk, item in enumerate(prepared))
 
-        model_outputs = _forward_sorted(pipe, features, fwd, batch_size, outcomes)
+        model_outputs = _forward_sorted(pipe, features, fwd, batch_size, outcomes, stats)
         for row in rows:
             if outcomes[row] is not None:
                 continue
@@ -120,27 +132,80 @@ def _forward_sorted(
     forward_params: Mapping[str, Any],
     batch_size: int,
     outcomes: list[Any],
+    stats: RunStats | None,
 ) -> dict[int, list[tuple[int, Any]]]:
     """Forward every feature in length-sorted batches; failures become row errors in ``outcomes``."""
     ordered = sorted(features, key=lambda feature: _sequence_length(feature[2]))
+    results = run_batches(
+        [item for _, _, item in ordered],
+        batch_size,
+        lambda items: forward_batch(pipe, items, forward_params),
+        stats,
+    )
     per_row: dict[int, list[tuple[int, Any]]] = defaultdict(list)
-    for start in range(0, len(ordered), batch_size):
-        batch = ordered[start : start + batch_size]
-        try:
-            results = forward_batch(pipe, [item for _, _, item in batch], forward_params)
-        except Exception as exc:
-            if len(batch) == 1:
-                outcomes[batch[0][0]] = RowError.from_exception(exc, kind="model_error")
-                continue
-            # Isolate the row that broke the batch: retry one by one, so the others still succeed.
-            results = []
-            for row, _, item in batch:
-                try:
-                    results.append(forward_batch(pipe, [item], forward_params)[0])
-                except Exception as single_exc:
-                    outcomes[row] = RowError.from_exception(single_exc, kind="model_error")
-                    results.append(None)
-        for (row, chunk, _), result in zip(batch, results):
-            if result is not None:
-                per_row[row].append((chunk, result))
+    for (row, chunk, _), result in zip(ordered, results):
+        if isinstance(result, RowError):
+            outcomes[row] = result
+        else:
+            per_row[row].append((chunk, result))
     return per_row
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a CUDA/accelerator OOM, or the CPU allocator's failure to allocate."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _release_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_batches(
+    items: Sequence[Any],
+    batch_size: int,
+    forward: Callable[[list[Any]], list[Any]],
+    stats: RunStats | None = None,
+) -> list[Any]:
+    """``forward`` over consecutive batches of ``items``; one result or RowError per item, in order.
+
+    A batch that runs out of memory is retried at half the size, and the rest of this call
+    keeps the smaller size (items come sorted by length, so later batches are no smaller).
+    A batch that fails otherwise is retried item by item, so one bad item fails alone.
+    """
+    results: list[Any] = []
+    size = batch_size
+    while len(results) < len(items):
+        batch = list(items[len(results) : len(results) + size])
+        try:
+            results.extend(forward(batch))
+        except Exception as exc:
+            if is_out_of_memory(exc) and len(batch) > 1:
+                _release_memory()
+                size = max(1, len(batch) // 2)
+                if stats is not None:
+                    stats.oom_splits += 1
+                continue
+            if len(batch) == 1:
+                results.append(_row_error(exc))
+                continue
+            for item in batch:
+                try:
+                    results.extend(forward([item]))
+                except Exception as single_exc:
+                    results.append(_row_error(single_exc))
+    return results
+
+
+def _row_error(exc: BaseException) -> RowError:
+    if is_out_of_memory(exc):
+        _release_memory()
+        return RowError(f"out of memory on this row alone (batch size 1): {type(exc).__name__}: {exc}", "model_error")
+    return RowError.from_exception(exc, kind="model_error")

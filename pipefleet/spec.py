@@ -160,6 +160,9 @@ class Spec(_Section):
     trust_remote_code: bool = Field(False, description="Run model code from the Hub repository.")
     model_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to from_pretrained.")
     batch_size: int = Field(32, ge=1, description="Rows per forward pass.")
+    max_input_chars: int = Field(
+        100_000, ge=1, description="A longer text input is refused as its row's error, before tokenisation."
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Task call parameters; calls may override.")
     input: InputSpec = Field(default_factory=InputSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)

@@ -154,11 +154,22 @@ def test_bad_rows_autoscaling_pool_and_jsonl_output(local_ray, tiny_model, tmp_p
     assert (manifest["rows_errored"], manifest["rows_ok"]) == (3, 397)
 
 
-def _run_job(spec_path: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": ""}
-    env.pop("RAY_ADDRESS")
+# The job's own entry point, after a local Ray whose workers all run a fault hook from tests/faults.py.
+_DRIVER_WITH_HOOK = """
+import sys, ray
+ray.init(num_cpus=4, include_dashboard=False, namespace="pipefleet",
+         runtime_env={"worker_process_setup_hook": sys.argv[1]})
+from jobs.annotate import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _run_job(spec_path: Path, *extra: str, hook: str | None = None, env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **(env or {})}
+    env.pop("RAY_ADDRESS", None)
+    command = ["-c", _DRIVER_WITH_HOOK, f"tests.faults.{hook}"] if hook else ["-m", "jobs.annotate"]
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.annotate", str(spec_path), *extra],
+        [sys.executable, *command, str(spec_path), *extra],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -170,48 +181,30 @@ def _run_job(spec_path: Path, *extra: str) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_resume_after_killing_the_driver(tiny_model, tmp_path):
-    corpus = make_corpus(6000, seed=4)
-    pq.write_table(corpus, tmp_path / "corpus.parquet", row_group_size=500)
-    spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(
-        json.dumps(
-            {
-                "task": "text-classification",
-                "model": tiny_model("text-classification"),
-                "device": "cpu",
-                "batch_size": 8,
-                "input": {"path": str(tmp_path / "corpus.parquet")},
-                "output": {"path": str(tmp_path / "out")},
-                # Two actors fill this machine's cores: the reruns must still find room for their own work.
-                "compute": {"num_cpus": 1, "concurrency": 2, "rows_per_call": 200},
-            }
-        )
-    )
+    # No id column: resume rests on the row hash Ray derives for Parquet input.
+    spec_path = _write_spec(tmp_path, tiny_model("text-classification"), 20_000, seed=4, id_column=None)
     first = _run_job(spec_path)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and len(list((tmp_path / "out").glob("*.parquet"))) < 3:
-        assert first.poll() is None, first.stdout.read()
-        time.sleep(0.2)
+    _wait_for_files(first, tmp_path / "out", 10)
     os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-run
     first.wait()
-    done_before = pq.read_table(tmp_path / "out", columns=["row_hash"]).num_rows
-    assert 0 < done_before < 6000
+    done_before = len(_output_ids(tmp_path, "row_hash"))
+    assert 0 < done_before < 20_000
 
     second = _run_job(spec_path)
-    output, _ = second.communicate(timeout=300)
-    assert second.returncode == 0, output
+    output, _ = second.communicate(timeout=400)
+    assert second.returncode == 0, output[-3000:]
     manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
-    ids = pq.read_table(tmp_path / "out", columns=["row_hash"])["row_hash"].to_pylist()
-    assert len(ids) == len(set(ids)) == 6000
-    assert manifest["duplicate_ids"] == 0 and manifest["rows_out"] == manifest["rows_in"] == 6000
-    assert manifest["this_run"]["rows"] <= 6000 - done_before  # the finished part was not redone
+    ids = _output_ids(tmp_path, "row_hash")
+    assert len(ids) == len(set(ids)) == 20_000
+    assert manifest["duplicate_ids"] == 0 and manifest["rows_out"] == manifest["rows_in"] == 20_000
+    assert manifest["this_run"]["rows"] <= 20_000 - done_before  # the finished part was not redone
 
     third = _run_job(spec_path)  # a finished job reruns as a no-op
     output, _ = third.communicate(timeout=300)
-    assert third.returncode == 0, output
+    assert third.returncode == 0, output[-3000:]
     assert "nothing left to do" in output
     assert json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["this_run"]["rows"] == 0
-    assert pq.read_table(tmp_path / "out", columns=["row_hash"]).num_rows == 6000
+    assert len(_output_ids(tmp_path, "row_hash")) == 20_000
 
 
 def test_fatal_problems_fail_fast_with_a_message(tmp_path, tiny_model):
@@ -266,33 +259,86 @@ def test_manifest_counts_jsonl_whose_errors_come_late(tmp_path):
 def test_job_survives_a_killed_actor(tiny_model, tmp_path):
     import psutil
 
-    corpus = make_corpus(4000, seed=8)
-    pq.write_table(corpus, tmp_path / "corpus.parquet", row_group_size=500)
-    spec_path = tmp_path / "spec.yaml"
-    spec = {
-        "task": "text-classification",
-        "model": tiny_model("text-classification"),
-        "device": "cpu",
-        "batch_size": 8,
-        "params": {"truncation": True},
-        "input": {"path": str(tmp_path / "corpus.parquet")},
-        "output": {"path": str(tmp_path / "out")},
-        "compute": {"num_cpus": 1, "concurrency": 2, "rows_per_call": 200},
-    }
-    spec_path.write_text(json.dumps(spec))
+    spec_path = _write_spec(tmp_path, tiny_model("text-classification"), 20_000, seed=8)
     job = _run_job(spec_path)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and len(list((tmp_path / "out").glob("*.parquet"))) < 2:
-        assert job.poll() is None, job.stdout.read()
-        time.sleep(0.2)
+    _wait_for_files(job, tmp_path / "out", 10)
     actors = [
         p for p in psutil.process_iter(["cmdline"]) if "MapBatches(AnnotateBatch)" in " ".join(p.info["cmdline"] or [])
     ]
     assert actors, "no annotating actor found to kill"
     actors[0].kill()  # a real SIGKILL of one actor process, mid-run
+    output, _ = job.communicate(timeout=400)
+    assert job.returncode == 0, output[-3000:]
+    assert sorted(_output_ids(tmp_path, "doc_id")) == sorted(make_corpus(20_000, seed=8)["doc_id"].to_pylist())
+    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    assert manifest["rows_out"] == manifest["rows_ok"] == 20_000 and manifest["duplicate_ids"] == 0
+
+
+def _write_spec(tmp_path: Path, model: str, rows: int, seed: int, id_column: str | None = "doc_id") -> Path:
+    """A Parquet corpus of ``rows`` rows and a text-classification spec over it; returns the spec's path.
+
+    Two actors of one CPU each fill this machine's cores: reruns must still find room for their own work.
+    """
+    pq.write_table(make_corpus(rows, seed=seed), tmp_path / "corpus.parquet", row_group_size=500)
+    spec = {
+        "task": "text-classification",
+        "model": model,
+        "device": "cpu",
+        "batch_size": 16,
+        "params": {"top_k": 2, "truncation": True},
+        "input": {"path": str(tmp_path / "corpus.parquet"), **({"id_column": id_column} if id_column else {})},
+        "output": {"path": str(tmp_path / "out")},
+        "compute": {"num_cpus": 1, "concurrency": 2, "rows_per_call": 200},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _wait_for_files(job: subprocess.Popen, folder: Path, count: int) -> None:
+    """Wait until the running job has written ``count`` output files."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(folder.glob("*.parquet"))) < count:
+        assert job.poll() is None, job.stdout.read()
+        time.sleep(0.2)
+    assert len(list(folder.glob("*.parquet"))) >= count, "the job wrote too little in 240 s"
+
+
+def _output_ids(tmp_path: Path, column: str) -> list:
+    return pq.read_table(tmp_path / "out", columns=[column])[column].to_pylist()
+
+
+def test_out_of_memory_in_the_job_halves_batches_and_is_reported(tiny_model, tmp_path):
+    from tests.faults import OOM_ROWS_ENV
+
+    spec_path = _write_spec(tmp_path, tiny_model("text-classification"), 600, seed=9)
+    job = _run_job(spec_path, hook="oom_in_workers", env={OOM_ROWS_ENV: "5"})
     output, _ = job.communicate(timeout=300)
     assert job.returncode == 0, output[-3000:]
-    ids = pq.read_table(tmp_path / "out", columns=["row_hash"])["row_hash"].to_pylist()
-    assert len(ids) == len(set(ids)) == 4000
+    assert "batch(es) ran out of memory and were halved" in output
     manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
-    assert manifest["rows_out"] == manifest["rows_ok"] == 4000 and manifest["duplicate_ids"] == 0
+    assert manifest["rows_ok"] == 600 and manifest["this_run"]["oom_splits"] >= 2  # at least one per actor
+
+    table = _read_output(tmp_path / "out")
+    expected = _expected(parse_spec(json.loads(spec_path.read_text())), table["text"].tolist())
+    for text, got in zip(table["text"], table["classification"]):
+        _assert_same_classification(list(got), expected[text])
+
+
+def test_a_failed_write_stops_clearly_and_a_rerun_completes_without_duplicates(tiny_model, tmp_path):
+    from tests.faults import WRITE_FAIL_ENV
+
+    spec_path = _write_spec(tmp_path, tiny_model("text-classification"), 3000, seed=10)
+    failing = _run_job(spec_path, hook="disk_full_in_workers", env={WRITE_FAIL_ENV: "3"})
+    output, _ = failing.communicate(timeout=300)
+    assert failing.returncode == 1, output[-3000:]
+    assert "pipefleet: error: the job stopped: OSError: [Errno 28] No space left on device" in output
+    assert "rerun the same command" in output
+    assert 0 < len(_output_ids(tmp_path, "doc_id")) < 3000
+
+    rerun = _run_job(spec_path)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output[-3000:]
+    assert sorted(_output_ids(tmp_path, "doc_id")) == sorted(make_corpus(3000, seed=10)["doc_id"].to_pylist())
+    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    assert manifest["duplicate_ids"] == 0 and manifest["rows_out"] == manifest["rows_ok"] == 3000

@@ -190,3 +190,40 @@ def test_parameters_the_pipeline_rejects_fail_only_their_rows(tiny_model, make_h
     outcomes = handler.predict([TEXTS[0], TEXTS[1]], params=[{"stride": 500, "aggregation_strategy": "simple"}, {}])
     assert isinstance(outcomes[0], RowError) and "stride" in outcomes[0].message
     assert_matches(outcomes[1], handler.predict([TEXTS[1]])[0])
+
+
+@pytest.mark.parametrize(
+    ("task", "params"),
+    [("text-classification", {"top_k": 2}), ("feature-extraction", {}), ("feature-extraction", {"pooling": "none"})],
+)
+def test_out_of_memory_halves_the_batch_and_loses_nothing(tiny_model, make_handler, task, params):
+    from tests.faults import oom_above
+
+    texts = TEXTS * 4
+    handler = make_handler(task, tiny_model(task), batch_size=16, params=params)
+    expected = handler.predict(texts)
+    oom_above(handler.pipe.model, max_rows=5)
+    got = handler.predict(texts)
+    assert not any(isinstance(x, RowError) for x in got)
+    assert_matches(got, expected)
+    assert handler.stats.oom_splits == 2  # 16 rows -> 8 -> 4, then the rest at 4
+
+
+def test_out_of_memory_on_a_single_row_is_that_rows_error(tiny_model, make_handler):
+    from tests.faults import oom_above
+
+    handler = make_handler("text-classification", tiny_model("text-classification"), batch_size=4)
+    oom_above(handler.pipe.model, max_rows=0)
+    outcomes = handler.predict(TEXTS[:3])
+    assert all(isinstance(x, RowError) and x.kind == "model_error" for x in outcomes)
+    assert "out of memory on this row alone" in outcomes[0].message
+
+
+def test_text_over_max_input_chars_is_refused_before_tokenising(tiny_model, make_handler):
+    handler = make_handler("text-classification", tiny_model("text-classification"), max_input_chars=1000)
+    outcomes = handler.predict([TEXTS[0], "x" * 1_000_001, TEXTS[1]])
+    assert (
+        isinstance(outcomes[1], RowError)
+        and "1,000,001 characters, over max_input_chars (1,000)" in outcomes[1].message
+    )
+    assert_matches([outcomes[0], outcomes[2]], handler.predict([TEXTS[0], TEXTS[1]]))

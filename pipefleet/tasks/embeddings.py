@@ -18,7 +18,7 @@ from pipefleet import params as P
 from pipefleet.errors import RowError
 from pipefleet.handler import Params, TaskHandler
 from pipefleet.registry import register
-from pipefleet.runner import group_rows, run_pipeline
+from pipefleet.runner import group_rows, run_batches, run_pipeline
 
 POOLINGS = ("mean", "cls", "none")
 _PIPELINE_PARAMS = ("truncation", "tokenize_kwargs", "return_tensors")
@@ -71,33 +71,39 @@ class FeatureExtractionHandler(TaskHandler):
         which rows shared a batch; cutting them gives every row its batch-size-1 answer.
         """
         pipeline_params = {k: v for k, v in params.items() if k in _PIPELINE_PARAMS}
-        results = run_pipeline(self.pipe, texts, [pipeline_params] * len(texts), self.spec.batch_size)
+        results = run_pipeline(self.pipe, texts, [pipeline_params] * len(texts), self.spec.batch_size, self.stats)
         tokenize_kwargs = dict(pipeline_params.get("tokenize_kwargs") or {})
         if "truncation" in pipeline_params:
             tokenize_kwargs["truncation"] = pipeline_params["truncation"]
         lengths = [len(ids) for ids in self.pipe.tokenizer(texts, **tokenize_kwargs)["input_ids"]]
         return [r if isinstance(r, RowError) else [r[0][:n]] for r, n in zip(results, lengths)]
 
-    def embed(self, texts: list[str], pooling: str, normalize: bool, max_length: int) -> list[np.ndarray]:
-        """Pooled float32 vectors, computed in length-sorted batches (texts longer than max_length are truncated)."""
+    def embed(self, texts: list[str], pooling: str, normalize: bool, max_length: int) -> list[Any]:
+        """Pooled float32 vectors (or a row's RowError), in length-sorted batches; longer texts are truncated."""
         import torch
 
         encoded = self.pipe.tokenizer(texts, truncation=True, max_length=max_length, padding=False)
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(texts))
         order = np.argsort(lengths, kind="stable")
-        vectors = np.empty((len(texts), self.hidden_size), dtype=np.float32)
         device = self.pipe.model.device
+        pad_id = self.pipe.tokenizer.pad_token_id or 0
+
+        def forward(rows: list[int]) -> list[np.ndarray]:
+            rows = np.asarray(rows)
+            batch = _pad(encoded, rows, int(lengths[rows].max()), pad_id)
+            batch = {name: tensor.to(device) for name, tensor in batch.items()}
+            hidden = self.pipe.model(**batch)[0]
+            pooled = _pool(hidden, batch["attention_mask"], pooling)
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            return list(pooled.float().cpu().numpy())
+
         with torch.inference_mode():
-            for start in range(0, len(order), self.spec.batch_size):
-                rows = order[start : start + self.spec.batch_size]
-                batch = _pad(encoded, rows, int(lengths[rows].max()), self.pipe.tokenizer.pad_token_id or 0)
-                batch = {name: tensor.to(device) for name, tensor in batch.items()}
-                hidden = self.pipe.model(**batch)[0]
-                pooled = _pool(hidden, batch["attention_mask"], pooling)
-                if normalize:
-                    pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                vectors[rows] = pooled.float().cpu().numpy()
-        return list(vectors)
+            results = run_batches(order.tolist(), self.spec.batch_size, forward, self.stats)
+        outcomes: list[Any] = [None] * len(texts)
+        for row, result in zip(order, results):
+            outcomes[row] = result
+        return outcomes
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         if params.get("pooling", "mean") == "none":

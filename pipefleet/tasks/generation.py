@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from pipefleet import params as P
 from pipefleet.errors import BadInput
-from pipefleet.handler import Params, TaskHandler, require_text
+from pipefleet.handler import Params, TaskHandler
 from pipefleet.registry import register
 
 _GENERATE_PARAMS = {
@@ -58,7 +58,7 @@ class TextGenerationHandler(TaskHandler):
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         if isinstance(raw, (list, tuple)):
             return as_chat(raw, self.task), params
-        return require_text(raw, self.task), params
+        return self.text(raw), params
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         chat = "messages" in inputs and params.get("return_full_text", True)

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from pipefleet import params as P
 from pipefleet.errors import BadInput
-from pipefleet.handler import Params, TaskHandler, require_text
+from pipefleet.handler import Params, TaskHandler
 from pipefleet.registry import register
 
 _LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
@@ -35,11 +35,11 @@ class TextClassificationHandler(TaskHandler):
             unknown = set(raw) - {"text", "text_pair"}
             if unknown:
                 raise BadInput(f"{self.task}: a text pair has keys text and text_pair, got {sorted(unknown)}")
-            pair = {"text": require_text(raw.get("text"), self.task, "text")}
+            pair = {"text": self.text(raw.get("text"), "text")}
             if raw.get("text_pair") is not None:
-                pair["text_pair"] = require_text(raw["text_pair"], self.task, "text_pair")
+                pair["text_pair"] = self.text(raw["text_pair"], "text_pair")
             return (pair if "text_pair" in pair else pair["text"]), params
-        return require_text(raw, self.task), params
+        return self.text(raw), params
 
     @classmethod
     def single_output(cls, output: Any, raw: Any, call_params: Params) -> Any:
@@ -96,7 +96,7 @@ class ZeroShotClassificationHandler(TaskHandler):
             if raw.get("candidate_labels") is not None:
                 params = {**params, "candidate_labels": raw["candidate_labels"]}
             raw = raw.get("text")
-        text = require_text(raw, self.task)
+        text = self.text(raw)
         labels = self.pipe._args_parser._parse_labels(params.get("candidate_labels"))  # "a, b" -> ["a", "b"]
         if not labels or not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) and x for x in labels):
             raise BadInput(f"{self.task}: candidate_labels must be a non-empty list of strings (in params or per row)")
@@ -117,7 +117,7 @@ class FillMaskHandler(TaskHandler):
     output_column = "fill_mask"
 
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        text = require_text(raw, self.task)
+        text = self.text(raw)
         mask = self.pipe.tokenizer.mask_token
         count = text.count(mask)
         if count != 1:
