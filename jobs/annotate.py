@@ -87,7 +87,7 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
         context.checkpoint_config = None
         print(
             "pipefleet: resume is off: the input has no stable row id; set input.id_column "
-            "(Parquet input and file folders get one)",
+            "(Parquet, JSON Lines and file folders get one)",
             file=sys.stderr,
         )
     corpus = read_corpus(input_spec)

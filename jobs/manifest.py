@@ -26,7 +26,8 @@ def output_counts(path: str, fmt: str, id_column: str | None) -> dict[str, int]:
         return {"rows_out": 0, "rows_ok": 0, "rows_errored": 0, "duplicate_ids": 0}
     names = table.column_names
     errored = table.num_rows - table[ERROR_COLUMN].null_count if ERROR_COLUMN in names else 0
-    duplicates = table.num_rows - len(pc.unique(table[id_column])) if id_column in names else 0
+    ids = table[id_column].drop_null() if id_column in names else None
+    duplicates = len(ids) - len(pc.unique(ids)) if ids is not None else 0
     return {
         "rows_out": table.num_rows,
         "rows_ok": table.num_rows - errored,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jobs.jsonl import LINE_ID, read_jsonl
 from pipefleet.errors import SpecError
 
 if TYPE_CHECKING:
@@ -27,10 +28,17 @@ _PATH_ID_FORMATS = ("binary", "images", "audio")  # one row per file: the path i
 
 
 def id_column_of(spec: "InputSpec") -> str | None:
-    """The column that identifies rows: the spec's, Ray's row hash for Parquet, the file path for files."""
+    """The column that identifies rows for resuming.
+
+    JSON Lines rows always use their file and line (a line too broken to hold its own id
+    still has one); otherwise the spec's column, Ray's row hash for Parquet, the path for
+    file folders.
+    """
+    fmt = spec.resolved_format()
+    if fmt == "jsonl":
+        return LINE_ID
     if spec.id_column:
         return spec.id_column
-    fmt = spec.resolved_format()
     return ROW_HASH if fmt == "parquet" else "path" if fmt in _PATH_ID_FORMATS else None
 
 
@@ -48,7 +56,7 @@ def read_corpus(spec: "InputSpec") -> Corpus:
     if fmt == "parquet":
         dataset = ray.data.read_parquet(path, include_row_hash=spec.id_column is None)
     elif fmt == "jsonl":
-        dataset = ray.data.read_json(path, lines=True)
+        dataset = read_jsonl(path)  # line by line: a bad line is its row's error, not the job's end
     elif fmt == "csv":
         dataset = ray.data.read_csv(path)
     elif fmt == "text":

@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from jobs.jsonl import READ_ERROR_COLUMN
 from pipefleet.errors import RowError
 from pipefleet.outputs import split_outcomes, to_arrow
 
@@ -74,14 +75,18 @@ class AnnotateBatch:
         needed = [c for c in dict.fromkeys(self.columns.values()) if c in batch.column_names]
         rows = batch.select(needed).to_pylist()
         inputs = [self.handler.input_from_row(row, self.columns) for row in rows]
-        outcomes = self.handler.predict(inputs)
+        read_errors = batch.column(READ_ERROR_COLUMN).to_pylist() if READ_ERROR_COLUMN in batch.column_names else []
+        readable = [i for i in range(len(rows)) if not (read_errors and read_errors[i])]
+        outcomes: list[Any] = [RowError(problem) for problem in read_errors] or [None] * len(rows)
+        for index, outcome in zip(readable, self.handler.predict([inputs[i] for i in readable])):
+            outcomes[index] = outcome
         values, errors = split_outcomes(outcomes)
         output = self._typed_column(values, errors)
         if self.stats is not None:
             self.stats.record.remote(
                 self.worker, len(rows), sum(e is not None for e in errors), self.handler.stats.oom_splits
             )
-        batch = _drop(batch, [self.output_column, ERROR_COLUMN])
+        batch = _drop(batch, [self.output_column, ERROR_COLUMN, READ_ERROR_COLUMN])
         return batch.append_column(self.output_column, output).append_column(
             ERROR_COLUMN, pa.array(errors, pa.string())
         )

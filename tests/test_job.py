@@ -128,30 +128,56 @@ def test_every_input_format(local_ray, tiny_model, tmp_path):
         assert manifest["resumable"] == (fmt != "text"), fmt
 
 
-def test_bad_rows_autoscaling_pool_and_jsonl_output(local_ray, tiny_model, tmp_path):
-    texts = make_corpus(400, seed=3)["text"].to_pylist()
-    bad = {5: None, 50: "", 300: "   "}
-    long = {120: "word " * 1000}  # over the model's 128 positions: truncated, as the spec asks
-    rows = [{"rid": i, "body": bad.get(i, long.get(i, t))} for i, t in enumerate(texts)]
-    pd.DataFrame(rows).to_json(tmp_path / "c.jsonl", orient="records", lines=True)
+# One of each kind of bad line a JSON Lines corpus meets: (line, what its error must say).
+BAD_LINES = [
+    ('{{"rid": {i}, "body": null}}', "missing"),
+    ('{{"rid": {i}, "body": 42}}', "column 'body' holds 42, not a string"),
+    ('{{"rid": {i}, "body": ["a", "list"]}}', "column 'body' holds"),
+    ('{{"rid": {i}, "body": {{"nested": "object"}}}}', "column 'body' holds"),
+    ('{{"rid": {i}, "body": ""}}', "empty"),
+    ('{{"rid": {i}, "body": "   "}}', "empty"),
+    ('{{"rid": {i}, "body": "' + "x" * 1_048_576 + '"}}', "over max_input_chars"),
+    ('{{"rid": {i}, "body": "cut short', "not valid JSON"),
+    ('["rid", {i}]', "not an object"),
+    ("{{rid: {i}}}", "not valid JSON"),
+]
+
+
+def test_corrupt_rows_each_get_their_error_and_nothing_is_lost(local_ray, tiny_model, tmp_path):
+    texts = make_corpus(2000, seed=3)["text"].to_pylist()
+    bad = {i: BAD_LINES[n % len(BAD_LINES)] for n, i in enumerate(range(7, 2000, 100))}  # 1% of the rows
+    lines = [bad[i][0].format(i=i) if i in bad else json.dumps({"rid": i, "body": t}) for i, t in enumerate(texts)]
+    (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n")
     spec = _spec(
         tiny_model("text-classification"),
         tmp_path / "c.jsonl",
         tmp_path / "out",
         input={"columns": {"text": "body"}, "id_column": "rid"},
         output={"format": "jsonl"},
-        compute={"concurrency": [1, 2], "rows_per_call": 64},
+        compute={"concurrency": [1, 2], "rows_per_call": 128},
     )
     manifest = annotate(spec)
+    assert (manifest["rows_out"], manifest["rows_errored"], manifest["rows_ok"]) == (2000, 20, 1980)
     # JSON lines files, as pandas reads them; the "_manifest.json" and "_checkpoint" beside them are not output.
     files = [p for p in (tmp_path / "out").glob("*.json") if not p.name.startswith("_")]
-    out = pd.concat([pd.read_json(p, lines=True) for p in files]).set_index("rid").sort_index()
-    assert list(out.index) == list(range(400))
-    errors = out["error"].dropna()
-    assert set(errors.index) == set(bad)
-    assert "missing" in errors[5] and "empty" in errors[50] and "empty" in errors[300]
-    assert out["classification"].drop(list(bad)).map(len).eq(2).all()
-    assert (manifest["rows_errored"], manifest["rows_ok"]) == (3, 397)
+    out = pd.concat([pd.read_json(p, lines=True) for p in files])
+    # Lines with no readable id are kept too, with the line itself in their error.
+    no_id = {i for i, (_, message) in bad.items() if message in ("not valid JSON", "not an object")}
+    unreadable = out[out["rid"].isna()]
+    assert len(unreadable) == len(no_id) == 6
+    assert sorted(unreadable["error"].str.extract(r"(\d+)\D*$")[0].astype(int)) == sorted(no_id)
+    out = out.dropna(subset=["rid"]).astype({"rid": int}).set_index("rid").sort_index()
+    assert list(out.index) == sorted(set(range(2000)) - no_id)
+    expected = _expected(spec, [t for i, t in enumerate(texts) if i not in bad])
+    for rid, row in out.iterrows():
+        if rid in bad:
+            assert isinstance(row["error"], str) and bad[rid][1] in row["error"], (rid, row["error"][:300])
+            assert not isinstance(row["classification"], list)
+        else:
+            assert pd.isna(row["error"])
+            _assert_same_classification(list(row["classification"]), expected[texts[rid]])
+    rerun = annotate(spec)  # every line, even one without an id, was committed once
+    assert rerun["this_run"]["rows"] == 0 and rerun["rows_out"] == 2000
 
 
 # The job's own entry point, after a local Ray whose workers all run a fault hook from tests/faults.py.
@@ -342,3 +368,32 @@ def test_a_failed_write_stops_clearly_and_a_rerun_completes_without_duplicates(t
     assert sorted(_output_ids(tmp_path, "doc_id")) == sorted(make_corpus(3000, seed=10)["doc_id"].to_pylist())
     manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
     assert manifest["duplicate_ids"] == 0 and manifest["rows_out"] == manifest["rows_ok"] == 3000
+
+
+def test_corrupt_images_each_get_their_error_and_nothing_is_lost(local_ray, tiny_model, tmp_path):
+    from tests.test_vision_handlers import drawn_images, png_bytes
+
+    images = [png_bytes(image) for image in drawn_images()]
+    bad = {41: images[0][:60], 142: b"GIF89a but not really an image", 243: b"", 344: None}  # 1% of 400
+    blobs = [bad[i] if i in bad else images[i % len(images)] for i in range(400)]
+    pq.write_table(pa.table({"pid": list(range(400)), "image": pa.array(blobs, pa.binary())}), tmp_path / "i.parquet")
+    spec = parse_spec(
+        {
+            "task": "image-classification",
+            "model": tiny_model("image-classification"),
+            "device": "cpu",
+            "batch_size": 8,
+            "params": {"top_k": 2},
+            "input": {"path": str(tmp_path / "i.parquet"), "id_column": "pid"},
+            "output": {"path": str(tmp_path / "out")},
+            "compute": {"rows_per_call": 64},
+        }
+    )
+    manifest = annotate(spec)
+    assert (manifest["rows_out"], manifest["rows_errored"]) == (400, 4)
+    out = _read_output(tmp_path / "out").set_index("pid").sort_index()
+    assert list(out.index) == list(range(400))
+    assert "not a decodable image" in out["error"][41] and "not a decodable image" in out["error"][142]
+    assert "zero bytes" in out["error"][243] and "missing" in out["error"][344]
+    good = out.drop(list(bad))
+    assert good["error"].isna().all() and good["classification"].map(len).eq(2).all()
