@@ -200,6 +200,8 @@ class Spec(_Section):
         for key in ("token", "use_auth_token"):
             if key in value:
                 raise ValueError(f"model_kwargs.{key}: never put a Hub token in a spec file; export HF_TOKEN instead")
+        if "trust_remote_code" in value:  # one visible switch for running a repository's code
+            raise ValueError("model_kwargs.trust_remote_code: set trust_remote_code at the top level of the spec")
         return value
 
     @model_validator(mode="after")
