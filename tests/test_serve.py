@@ -66,6 +66,13 @@ def endpoint(local_ray, tiny_model):
         _route("text-generation", generator, "/generate", {"max_new_tokens": 8, "do_sample": False}),
         _route("image-classification", tiny_model("image-classification"), "/image", {"top_k": 2}),
         _route(
+            "image-classification",
+            tiny_model("image-classification"),
+            "/image-open",
+            {"top_k": 2},
+            allow_remote_inputs=True,
+        ),
+        _route(
             "text-classification", tiny_model("text-classification"), "/private", auth_token_env="PIPEFLEET_TEST_TOKEN"
         ),
         _route(
@@ -223,6 +230,22 @@ def test_bearer_token_auth(endpoint):
     assert right.status_code == 200 and set(right.json()[0]) == {"label", "score"}
 
 
+def test_server_paths_only_where_the_spec_allows_remote_inputs(endpoint, tmp_path):
+    path = tmp_path / "drawn.png"
+    path.write_bytes(png_bytes(drawn_images()[0]))
+    refused = post(endpoint, "/image", str(path))
+    assert refused.status_code == 422 and "a server path" in refused.json()["error"]
+    opened = post(endpoint, "/image-open", str(path))
+    assert opened.status_code == 200
+    assert opened.json() == post(endpoint, "/image-open", base64.b64encode(path.read_bytes()).decode()).json()
+
+
+def test_body_limit_holds_for_a_chunked_body_without_content_length(endpoint):
+    body = (part for part in [b'{"inputs": "', b"a" * 20000, b'"}'])  # a generator: sent chunked
+    response = endpoint.post("/embed", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "over the limit" in response.json()["error"]
+
+
 def test_index_lists_routes(endpoint, tiny_model):
     routes = {r["route"]: r for r in endpoint.get("/").json()["routes"]}
     assert routes["/ner"]["task"] == "token-classification"
@@ -297,6 +320,13 @@ def test_replicas_scale_up_under_load_and_back_down(endpoint):
 FUZZ_ROUTES = ["/classify", "/ner", "/zero-shot", "/fill-mask", "/embed", "/generate", "/image", "/private"]
 
 
+def _huge_image() -> str:
+    """A small PNG (zeros compress well) that claims 64 million pixels, as base64."""
+    from PIL import Image
+
+    return base64.b64encode(png_bytes(Image.new("L", (8000, 8000)))).decode()
+
+
 def _nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
@@ -304,6 +334,15 @@ def _nested(depth: int) -> str:
 def hostile_bodies(rng: random.Random) -> list[tuple[bytes, dict[str, str]]]:
     """Bodies and headers of the kinds a public endpoint meets; each is wrong somehow."""
     json_header = {"content-type": "application/json"}
+    huge_image = _huge_image()
+    abused_headers = [
+        {"content-type": "application/json", "x-padding": "a" * 8000},
+        {"content-type": "text/plain"},
+        {"content-type": "application/json; charset=utf-999"},
+        {"content-type": "application/json", "content-encoding": "gzip"},
+        {"content-type": "multipart/form-data"},
+        {"content-type": "application/json", "authorization": "Basic " + "b" * 300},
+    ]
     values = [None, 0, -1, 1.5, True, "", [], {}, [[]], [None], {"a": 1}, "x" * 5000, [1, "a", None], {"text": 3}]
     bodies: list[tuple[bytes, dict[str, str]]] = []
     for _ in range(40):
@@ -342,6 +381,8 @@ def hostile_bodies(rng: random.Random) -> list[tuple[bytes, dict[str, str]]]:
                 json_header,
             ),
             (json.dumps({"inputs": "x", "stream": rng.choice(["yes", 1, None, True])}).encode(), json_header),
+            (json.dumps({"inputs": huge_image}).encode(), json_header),
+            (json.dumps({"inputs": rng.choice(["x", 3, None])}).encode(), rng.choice(abused_headers)),
             (b'{"inputs": "x"}', {"content-type": "multipart/form-data; boundary=nope"}),
             (
                 b"inputs=x",
