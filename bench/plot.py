@@ -1,0 +1,60 @@
+"""Plots of the benchmark results for the README: bench/results/batch.png and serve.png.
+
+.venv/bin/python bench/plot.py        # after bench/batch.py and bench/serve.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.report import RESULTS  # noqa: E402
+
+
+def plot_batch(results: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    names = list(results["rows_per_s"])
+    rates = [results["rows_per_s"][n] for n in names]
+    figure, axis = plt.subplots(figsize=(8, 3.6))
+    axis.barh(names[::-1], rates[::-1], color="#4c72b0")
+    for y, rate in enumerate(rates[::-1]):
+        axis.text(rate, y, f" {rate:,.0f}", va="center")
+    axis.set_xlabel("rows/s (higher is better)")
+    axis.set_title(f"MiniLM embeddings, {results['rows']:,} texts, {results['threads']} CPU threads")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def plot_serve(results: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    for name, label in (("batched", "dynamic batching"), ("unbatched", "max_batch_size 1")):
+        levels = sorted(results[name], key=int)
+        axis.plot([int(c) for c in levels], [results[name][c]["ok_per_s"] for c in levels], marker="o", label=label)
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("concurrent callers")
+    axis.set_ylabel("requests/s")
+    axis.set_title("MiniLM over HTTP, one replica")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    for name, plot in (("batch", plot_batch), ("serve", plot_serve)):
+        source = RESULTS / f"{name}.json"
+        if source.exists():
+            plot(json.loads(source.read_text()), RESULTS / f"{name}.png")
+            print(f"written: {RESULTS / f'{name}.png'}")
+        else:
+            print(f"skipped {name}: run bench/{name}.py first")
+
+
+if __name__ == "__main__":
+    main()

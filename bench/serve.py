@@ -1,0 +1,139 @@
+"""Online latency and throughput: all-MiniLM-L6-v2 embeddings behind a local pipefleet endpoint.
+
+    .venv/bin/python bench/serve.py [--seconds 15]
+
+One application with two routes on one replica each: dynamic batching (max_batch_size 32) and
+none (max_batch_size 1). A separate process (python -m serve.load) drives each route closed-loop
+at concurrency 1, 8, 32 and 64 for a fixed time per level. Then the in-process handler call
+against the HTTP call at concurrency 1. Prints tables and writes bench/results/serve.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.batch import minilm  # noqa: E402
+from bench.report import machine, print_table, save  # noqa: E402
+
+LEVELS = (1, 8, 32, 64)
+TEXT = "The train to Berlin delighted the visiting students thanks to friendly and patient staff."
+
+
+def spec(route: str, max_batch_size: int) -> dict:
+    return {
+        "task": "feature-extraction",
+        "model": minilm(),
+        "device": "cpu",
+        "batch_size": 32,
+        "serve": {
+            "route": route,
+            "max_batch_size": max_batch_size,
+            "batch_wait_timeout_s": 0.005,
+            "max_ongoing_requests": 64,
+            "max_queued_requests": 256,
+            "num_cpus": 1,
+        },
+    }
+
+
+def drive(url: str, concurrency: int, seconds: float) -> dict:
+    """One load level from a separate process; its summary."""
+    command = [sys.executable, "-m", "serve.load", url, "--inputs", TEXT, "--concurrency", str(concurrency)]
+    command += ["--duration-s", str(seconds), "--warmup", str(2 * concurrency)]
+    output = subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def in_process_p50_ms(calls: int = 300) -> float:
+    """The handler's own latency for one input, without Ray or HTTP."""
+    from pipefleet.registry import handler_class
+    from pipefleet.spec import parse_spec
+
+    parsed = parse_spec(spec("/x", 1))
+    handler = handler_class(parsed.task)(parsed)
+    handler.setup()
+    for _ in range(20):
+        handler.predict([TEXT])
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        handler.predict([TEXT])
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    import ray
+    from ray import serve
+
+    from serve.app import build_app
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15, help="load time per level")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    print(json.dumps(machine()), flush=True)
+    in_process = in_process_p50_ms()
+
+    ray.init(include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    serve.run(build_app({"specs": [spec("/batched", 32), spec("/unbatched", 1)]}), name="bench", route_prefix="/")
+    base = f"http://127.0.0.1:{args.port}"
+    results: dict[str, dict[int, dict]] = {"batched": {}, "unbatched": {}}
+    try:
+        for concurrency in LEVELS:
+            for name in results:
+                results[name][concurrency] = drive(f"{base}/{name}", concurrency, args.seconds)
+                print(f"{name} c={concurrency}: {results[name][concurrency]}", flush=True)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    rows = []
+    for concurrency in LEVELS:
+        batched, unbatched = results["batched"][concurrency], results["unbatched"][concurrency]
+        rows.append(
+            [
+                concurrency,
+                batched["ok_per_s"],
+                batched["p50_ms"],
+                batched["p99_ms"],
+                unbatched["ok_per_s"],
+                unbatched["p50_ms"],
+                unbatched["p99_ms"],
+                batched["ok_per_s"] / unbatched["ok_per_s"],
+            ]
+        )
+    print_table(
+        f"MiniLM embeddings over HTTP, one replica, {args.seconds:.0f} s per level",
+        ["concurrency", "batched req/s", "p50 ms", "p99 ms", "max_batch_size 1 req/s", "p50 ms", "p99 ms", "x"],
+        rows,
+    )
+    http_p50 = results["unbatched"][1]["p50_ms"]
+    print_table(
+        "One request at a time: what HTTP and Serve add",
+        ["call", "p50 ms"],
+        [
+            ["handler.predict in-process", in_process],
+            ["HTTP, max_batch_size 1", http_p50],
+            ["HTTP, dynamic batching", results["batched"][1]["p50_ms"]],
+            ["added by HTTP + Serve", http_p50 - in_process],
+        ],
+    )
+    path = save("serve", {"machine": machine(), "seconds": args.seconds, "in_process_p50_ms": in_process, **results})
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
