@@ -86,7 +86,8 @@ def main() -> None:
     print(json.dumps(machine()), flush=True)
     in_process = in_process_p50_ms()
 
-    ray.init(include_dashboard=False, log_to_driver=False)
+    # Two replicas of 1 CPU each plus the gateway: one logical CPU more than a 2-core laptop has.
+    ray.init(num_cpus=(os.cpu_count() or 2) + 1, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     serve.run(build_app({"specs": [spec("/batched", 32), spec("/unbatched", 1)]}), name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{args.port}"

@@ -94,11 +94,18 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--inputs", default="a short text to annotate", help="the inputs of every request")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--requests", type=int, help="stop after this many requests (default 1000)")
+    parser.add_argument("--duration-s", type=float, help="or stop after this many seconds")
+    parser.add_argument("--warmup", type=int, default=0, help="requests sent first, not counted")
     args = parser.parse_args()
+    if args.requests is None and args.duration_s is None:
+        args.requests = 1000
+    body = {"inputs": args.inputs}
+    if args.warmup:
+        run_load(args.url, lambda _: body, concurrency=args.concurrency, requests=args.warmup)
     started = time.monotonic()
     replies = run_load(
-        args.url, lambda _: {"inputs": args.inputs}, concurrency=args.concurrency, requests=args.requests
+        args.url, lambda _: body, concurrency=args.concurrency, requests=args.requests, duration_s=args.duration_s
     )
     print(json.dumps(summarize(replies, time.monotonic() - started)))
 
