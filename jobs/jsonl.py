@@ -12,6 +12,7 @@ line number (:data:`LINE_ID`), which identifies it when the job resumes.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -81,8 +82,7 @@ def _column_type(column: list[Any]) -> pa.DataType:
 
 
 def _first_lines(path: str, count: int) -> list[str]:
-    import os
-
+    """Up to ``count`` non-blank lines from the start of the file(s) at ``path``, reading no more than needed."""
     import pyarrow.fs
 
     filesystem, target = pyarrow.fs.FileSystem.from_uri(path if "://" in path else os.path.abspath(path))
@@ -95,12 +95,17 @@ def _first_lines(path: str, count: int) -> list[str]:
     lines: list[str] = []
     for file in files:
         with filesystem.open_input_stream(file) as stream:
-            for raw in stream.read().splitlines():  # sampling reads whole files; fine for a first file
-                if raw.strip():
-                    lines.append(raw.decode("utf-8", errors="replace"))
-                if len(lines) >= count:
-                    return lines
-    return lines
+            pending = b""
+            while len(lines) < count:
+                chunk = stream.read(1 << 20)
+                complete = (pending + chunk).split(b"\n")
+                pending = complete.pop() if chunk else b""  # a cut line waits for the next chunk
+                lines += [raw.decode("utf-8", errors="replace") for raw in complete if raw.strip()]
+                if not chunk:
+                    break
+        if len(lines) >= count:
+            break
+    return lines[:count]
 
 
 def parse_lines(lines: list[str], schema: pa.Schema) -> pa.Table:

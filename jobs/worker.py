@@ -77,7 +77,7 @@ class AnnotateBatch:
         inputs = [self.handler.input_from_row(row, self.columns) for row in rows]
         read_errors = batch.column(READ_ERROR_COLUMN).to_pylist() if READ_ERROR_COLUMN in batch.column_names else []
         readable = [i for i in range(len(rows)) if not (read_errors and read_errors[i])]
-        outcomes: list[Any] = [RowError(problem) for problem in read_errors] or [None] * len(rows)
+        outcomes: list[Any] = [RowError(p) if p else None for p in read_errors] or [None] * len(rows)
         for index, outcome in zip(readable, self.handler.predict([inputs[i] for i in readable])):
             outcomes[index] = outcome
         values, errors = split_outcomes(outcomes)
