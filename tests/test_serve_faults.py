@@ -66,6 +66,10 @@ def _healthy(base: str, route: str) -> bool:
         )
 
 
+def _numbered_request(index: int) -> dict:
+    return {"inputs": f"request {index}: the service was quick and friendly"}
+
+
 def test_a_replica_killed_under_load_fails_only_its_requests_in_flight(faults_endpoint):
     replicas = _replica_processes("model-two")
     assert len(replicas) == 2, replicas
@@ -78,7 +82,7 @@ def test_a_replica_killed_under_load_fails_only_its_requests_in_flight(faults_en
 
     replies = run_load(
         f"{faults_endpoint}/two",
-        lambda i: {"inputs": f"request {i}: the service was quick and friendly"},
+        _numbered_request,
         concurrency=64,
         requests=10_000,
         timeout_s=TIMEOUT_S + 5,
@@ -92,7 +96,7 @@ def test_a_replica_killed_under_load_fails_only_its_requests_in_flight(faults_en
     assert all(r.status == 503 and r.retry_after for r in failed), failed[:3]
     with httpx.Client(base_url=faults_endpoint, timeout=TIMEOUT_S) as client:
         for reply in failed:  # each one succeeds when retried
-            retried = client.post("/two", json={"inputs": f"request {reply.index}: the service was quick and friendly"})
+            retried = client.post("/two", json=_numbered_request(reply.index))
             assert retried.status_code == 200
     assert _healthy(faults_endpoint, "/two")
     deadline = time.monotonic() + 60  # Serve replaces the dead replica
