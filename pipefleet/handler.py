@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 Params = Mapping[str, Any]
 
+# Padded tokens per forward pass on a CPU when the spec sets no max_batch_tokens. On a CPU the
+# cost of a pass grows with its padded size, so long rows gain nothing from sharing one; 2048
+# measured best for MiniLM on mixed-length text (bench/batch.py). GPUs want big passes: no cap.
+CPU_BATCH_TOKENS = 2048
+
 
 class TaskHandler:
     """Base class of the task handlers.
@@ -156,7 +161,14 @@ class TaskHandler:
 
     def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
         """The hot path: the pipeline's own stages, batched across rows (see :mod:`pipefleet.runner`)."""
-        return run_pipeline(self.pipe, inputs, row_params, self.spec.batch_size, self.stats)
+        return run_pipeline(self.pipe, inputs, row_params, self.spec.batch_size, self.stats, self.max_batch_tokens())
+
+    def max_batch_tokens(self) -> int | None:
+        """The spec's cap on padded tokens per forward pass; by default 2048 on a CPU, none on a GPU."""
+        if self.spec.max_batch_tokens is not None:
+            return self.spec.max_batch_tokens
+        device = getattr(self.pipe, "device", None)
+        return CPU_BATCH_TOKENS if getattr(device, "type", None) == "cpu" else None
 
     def text(self, value: Any, what: str = "input") -> str:
         """``value`` as a text input of this task: a non-empty string within the spec's ``max_input_chars``."""

@@ -87,8 +87,12 @@ def run_pipeline(
     row_params: Sequence[Mapping[str, Any]],
     batch_size: int,
     stats: RunStats | None = None,
+    max_tokens: int | None = None,
 ) -> list[Any]:
-    """Run ``pipe`` over ``inputs``; one outcome per input: the pipeline's output or a RowError."""
+    """Run ``pipe`` over ``inputs``; one outcome per input: the pipeline's output or a RowError.
+
+    ``max_tokens`` caps the padded tokens per forward pass (see :func:`run_batches`).
+    """
     from transformers.pipelines.base import ChunkPipeline
 
     chunked = isinstance(pipe, ChunkPipeline)
@@ -114,7 +118,7 @@ def run_pipeline(
                 continue
             features.extend((row, chunk, item) for chunk, item in enumerate(prepared))
 
-        model_outputs = _forward_sorted(pipe, features, fwd, batch_size, outcomes, stats)
+        model_outputs = _forward_sorted(pipe, features, fwd, batch_size, outcomes, stats, max_tokens)
         for row in rows:
             if outcomes[row] is not None:
                 continue
@@ -133,6 +137,7 @@ def _forward_sorted(
     batch_size: int,
     outcomes: list[Any],
     stats: RunStats | None,
+    max_tokens: int | None,
 ) -> dict[int, list[tuple[int, Any]]]:
     """Forward every feature in length-sorted batches; failures become row errors in ``outcomes``."""
     ordered = sorted(features, key=lambda feature: _sequence_length(feature[2]))
@@ -141,6 +146,8 @@ def _forward_sorted(
         batch_size,
         lambda items: forward_batch(pipe, items, forward_params),
         stats,
+        lengths=[_sequence_length(item) for _, _, item in ordered],
+        max_tokens=max_tokens,
     )
     per_row: dict[int, list[tuple[int, Any]]] = defaultdict(list)
     for (row, chunk, _), result in zip(ordered, results):
@@ -168,13 +175,34 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def batch_end(lengths: Sequence[int], start: int, size: int, max_tokens: int | None) -> int:
+    """End of the batch that starts at ``start``: at most ``size`` items and, when ``max_tokens``
+    is set, at most that many padded tokens (items x the longest), but never less than one item.
+
+    ``lengths`` are ascending, so the last item of a batch is its longest.
+    """
+    end = min(start + size, len(lengths))
+    if max_tokens is None:
+        return end
+    fits = start + 1
+    while fits < end and (fits - start + 1) * lengths[fits] <= max_tokens:
+        fits += 1
+    return fits
+
+
 def run_batches(
     items: Sequence[Any],
     batch_size: int,
     forward: Callable[[list[Any]], list[Any]],
     stats: RunStats | None = None,
+    lengths: Sequence[int] | None = None,
+    max_tokens: int | None = None,
 ) -> list[Any]:
     """``forward`` over consecutive batches of ``items``; one result or RowError per item, in order.
+
+    With ``lengths`` (ascending token counts of ``items``) and ``max_tokens``, a batch also
+    stops before its padded size passes ``max_tokens``: on a CPU, long rows run faster in
+    small batches, and short rows still share big ones.
 
     A batch that runs out of memory is retried at half the size, and the rest of this call
     keeps the smaller size (items come sorted by length, so later batches are no smaller).
@@ -182,8 +210,11 @@ def run_batches(
     """
     results: list[Any] = []
     size = batch_size
+    if lengths is None or len(lengths) != len(items):
+        lengths, max_tokens = [0] * len(items), None
     while len(results) < len(items):
-        batch = list(items[len(results) : len(results) + size])
+        start = len(results)
+        batch = list(items[start : batch_end(lengths, start, size, max_tokens)])
         try:
             results.extend(forward(batch))
         except Exception as exc:

@@ -160,6 +160,12 @@ class Spec(_Section):
     trust_remote_code: bool = Field(False, description="Run model code from the Hub repository.")
     model_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to from_pretrained.")
     batch_size: int = Field(32, ge=1, description="Rows per forward pass.")
+    max_batch_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on padded tokens (rows x longest row) per forward pass; long rows then share a pass "
+        "with fewer others. Default: 2048 when the model runs on CPU, no cap on a GPU.",
+    )
     max_input_chars: int = Field(
         100_000, ge=1, description="A longer text input is refused as its row's error, before tokenisation."
     )

@@ -227,3 +227,52 @@ def test_text_over_max_input_chars_is_refused_before_tokenising(tiny_model, make
         and "1,000,001 characters, over max_input_chars (1,000)" in outcomes[1].message
     )
     assert_matches([outcomes[0], outcomes[2]], handler.predict([TEXTS[0], TEXTS[1]]))
+
+
+def test_batches_stop_at_the_token_budget_but_take_one_row_at_least():
+    from pipefleet.runner import run_batches
+
+    lengths = [1, 1, 1, 1, 1, 10, 10, 10, 50]
+    seen: list[list[int]] = []
+
+    def forward(items: list[int]) -> list[int]:
+        seen.append(items)
+        return [item * 2 for item in items]
+
+    results = run_batches(list(range(len(lengths))), 4, forward, lengths=lengths, max_tokens=20)
+    assert results == [2 * i for i in range(len(lengths))]
+    # 4 rows at most; 2 x 10 tokens fit in 20, 3 x 10 do not; a row over the budget runs alone.
+    assert seen == [[0, 1, 2, 3], [4, 5], [6, 7], [8]]
+
+
+@pytest.mark.parametrize(
+    ("task", "params"),
+    [("text-classification", {}), ("feature-extraction", {}), ("feature-extraction", {"pooling": "none"})],
+)
+def test_max_batch_tokens_caps_every_forward_pass_and_keeps_outputs(tiny_model, make_handler, task, params):
+    texts = TEXTS * 4  # 20 rows of 2 to about 25 tokens
+    uncapped = make_handler(task, tiny_model(task), batch_size=16, params=params, max_batch_tokens=10**6)
+    capped = make_handler(task, tiny_model(task), batch_size=16, params=params, max_batch_tokens=48)
+    shapes: list[tuple[int, int]] = []
+    forward = capped.pipe.model.forward
+
+    def recording(*args, **kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        shapes.append(tuple(ids.shape))
+        return forward(*args, **kwargs)
+
+    capped.pipe.model.forward = recording
+    assert_matches(capped.predict(texts), uncapped.predict(texts))
+    assert shapes and all(rows * width <= 48 or rows == 1 for rows, width in shapes)
+    assert max(rows for rows, _ in shapes) > 1  # short rows still share a pass
+
+
+def test_max_batch_tokens_defaults_to_a_cap_on_cpu_only(tiny_model, make_handler):
+    from pipefleet.handler import CPU_BATCH_TOKENS
+
+    handler = make_handler("text-classification", tiny_model("text-classification"))
+    assert handler.max_batch_tokens() == CPU_BATCH_TOKENS
+    assert (
+        make_handler("text-classification", tiny_model("text-classification"), max_batch_tokens=64).max_batch_tokens()
+        == 64
+    )

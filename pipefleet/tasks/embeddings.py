@@ -71,7 +71,9 @@ class FeatureExtractionHandler(TaskHandler):
         which rows shared a batch; cutting them gives every row its batch-size-1 answer.
         """
         pipeline_params = {k: v for k, v in params.items() if k in _PIPELINE_PARAMS}
-        results = run_pipeline(self.pipe, texts, [pipeline_params] * len(texts), self.spec.batch_size, self.stats)
+        results = run_pipeline(
+            self.pipe, texts, [pipeline_params] * len(texts), self.spec.batch_size, self.stats, self.max_batch_tokens()
+        )
         tokenize_kwargs = dict(pipeline_params.get("tokenize_kwargs") or {})
         if "truncation" in pipeline_params:
             tokenize_kwargs["truncation"] = pipeline_params["truncation"]
@@ -99,7 +101,14 @@ class FeatureExtractionHandler(TaskHandler):
             return list(pooled.float().cpu().numpy())
 
         with torch.inference_mode():
-            results = run_batches(order.tolist(), self.spec.batch_size, forward, self.stats)
+            results = run_batches(
+                order.tolist(),
+                self.spec.batch_size,
+                forward,
+                self.stats,
+                lengths=lengths[order].tolist(),
+                max_tokens=self.max_batch_tokens(),
+            )
         outcomes: list[Any] = [None] * len(texts)
         for row, result in zip(order, results):
             outcomes[row] = result
