@@ -105,7 +105,7 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
         compute=plan.strategy(),
     )
     done_before = output_counts(output, spec.output.format, corpus.id_column)["rows_out"]
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     try:
         with StallWatch(stats, spec.compute.stall_warning_s):
             if spec.output.format == "parquet":
@@ -119,7 +119,7 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     this_run = ray.get(stats.snapshot.remote())
     ray.kill(stats)
 
-    manifest = build_manifest(spec, output, corpus.id_column, plan, done_before, this_run, wall)
+    manifest = build_manifest(spec, output, corpus.id_column, plan, done_before, this_run, wall, started_at)
     write_manifest(output, manifest)
     return manifest
 
@@ -151,7 +151,8 @@ def summary(manifest: dict[str, Any]) -> str:
     """The lines printed at the end of a run."""
     run = manifest["this_run"]
     this_run = (
-        f"{run['rows']} rows ({run['errored']} errored) in {run['wall_s']:.1f} s, "
+        f"{run['rows']} rows ({run['errored']} errored) in {run['wall_s']:.1f} s "
+        f"(first batch began after {run['startup_s']:.1f} s), "
         f"{run['rows_per_s'] or 0:.1f} rows/s on {len(run['per_actor_rows'])} actor(s)"
         if run["rows"]
         else "nothing left to do: every input row already had its output"

@@ -73,13 +73,16 @@ def build_manifest(
     done_before: int,
     this_run: dict[str, Any],
     wall_s: float,
+    started_at: float,
 ) -> dict[str, Any]:
     """The manifest of a run: what ran, the output's counts, and this run's share and speed.
 
     ``this_run`` is the :class:`jobs.worker.JobStats` snapshot; ``done_before`` the rows
-    the output held before this run (which the checkpoint skipped).
+    the output held before this run (which the checkpoint skipped); ``started_at`` the
+    wall-clock time the run started.
     """
     rows = sum(this_run["rows"].values())
+    startup_s, steady = _startup(this_run.get("first_batch_began"), rows, wall_s, started_at)
     identity = this_run.get("identity") or {}
     return {
         "task": spec.task,
@@ -99,12 +102,25 @@ def build_manifest(
             "oom_splits": sum(this_run.get("oom_splits", {}).values()),
             "wall_s": round(wall_s, 3),
             "rows_per_s": round(rows / wall_s, 2) if wall_s else None,
+            # Until the first batch began (actors starting, models loading, the first read), then the
+            # pace from there: a short run is mostly the first, a long one mostly the second.
+            "startup_s": startup_s,
+            "steady_rows_per_s": steady,
             "per_actor_rows": this_run["rows"],
             "compute": {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "concurrency": plan.concurrency},
             "notes": list(plan.notes),
         },
         "spec": json.loads(spec.model_dump_json()),
     }
+
+
+def _startup(first_began: float | None, rows: int, wall_s: float, started_at: float) -> tuple[float, float | None]:
+    """Seconds until an actor began its first batch, and rows/s from then to the end."""
+    if first_began is None:
+        return 0.0, None
+    startup = min(max(first_began - started_at, 0.0), wall_s)
+    rest = wall_s - startup
+    return round(startup, 3), (round(rows / rest, 2) if rest > 0 and rows else None)
 
 
 def write_manifest(path: str, manifest: dict[str, Any]) -> str:

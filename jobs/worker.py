@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from typing import Any
 
 import pyarrow as pa
@@ -25,11 +26,13 @@ class JobStats:
         self.errors: dict[str, int] = {}
         self.oom_splits: dict[str, int] = {}
         self.identity: dict[str, Any] = {}
+        self.first_batch_began: float | None = None  # wall-clock time an actor first began a batch
 
     def set_identity(self, identity: dict[str, Any]) -> None:
         self.identity = identity
 
-    def record(self, worker: str, rows: int, errors: int, oom_splits_so_far: int) -> None:
+    def record(self, worker: str, rows: int, errors: int, oom_splits_so_far: int, began_at: float) -> None:
+        self.first_batch_began = min(began_at, self.first_batch_began or began_at)
         self.rows[worker] = self.rows.get(worker, 0) + rows
         self.errors[worker] = self.errors.get(worker, 0) + errors
         self.oom_splits[worker] = oom_splits_so_far
@@ -40,6 +43,7 @@ class JobStats:
             "errors": dict(self.errors),
             "oom_splits": dict(self.oom_splits),
             "identity": self.identity,
+            "first_batch_began": self.first_batch_began,
         }
 
 
@@ -72,6 +76,7 @@ class AnnotateBatch:
             self.stats.set_identity.remote(self.handler.identity())
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        began_at = time.time()
         needed = [c for c in dict.fromkeys(self.columns.values()) if c in batch.column_names]
         rows = batch.select(needed).to_pylist()
         inputs = [self.handler.input_from_row(row, self.columns) for row in rows]
@@ -84,7 +89,7 @@ class AnnotateBatch:
         output = self._typed_column(values, errors)
         if self.stats is not None:
             self.stats.record.remote(
-                self.worker, len(rows), sum(e is not None for e in errors), self.handler.stats.oom_splits
+                self.worker, len(rows), sum(e is not None for e in errors), self.handler.stats.oom_splits, began_at
             )
         batch = _drop(batch, [self.output_column, ERROR_COLUMN, READ_ERROR_COLUMN])
         return batch.append_column(self.output_column, output).append_column(
