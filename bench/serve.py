@@ -4,8 +4,10 @@
 
 One application with two routes on one replica each: dynamic batching (max_batch_size 32) and
 none (max_batch_size 1). A separate process (python -m serve.load) drives each route closed-loop
-at concurrency 1, 8, 32 and 64 for a fixed time per level. Then the in-process handler call
-against the HTTP call at concurrency 1. Prints tables and writes bench/results/serve.json.
+at concurrency 1, 8, 32 and 64 for a fixed time per level. Then the CPU time each process
+(proxy, gateway, model replica, the rest of Ray, the load generator) spends per request, and the
+in-process handler call (with the replica's threads) against the HTTP call at concurrency 1.
+Prints tables and writes bench/results/serve.json.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,6 +29,9 @@ from bench.batch import minilm  # noqa: E402
 from bench.report import machine, print_table, save  # noqa: E402
 
 LEVELS = (1, 8, 32, 64)
+# Where a request's CPU time goes, by process: Serve's HTTP proxy, pipefleet's gateway
+# deployment, the model replica, the rest of Ray, and the load generator itself.
+ROLES = {"proxy": "ProxyActor", "gateway": ":Gateway", "model replica": ":model-"}
 TEXT = "The train to Berlin delighted the visiting students thanks to friendly and patient staff."
 
 
@@ -46,20 +52,46 @@ def spec(route: str, max_batch_size: int) -> dict:
     }
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by each role's processes (Ray's processes are named ray::...)."""
+    import psutil
+
+    used = dict.fromkeys([*ROLES, "rest of Ray"], 0.0)
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        command = " ".join(process.info["cmdline"] or [])
+        times = process.info["cpu_times"]
+        if times is None or ("ray" not in command and "raylet" not in command and "gcs_server" not in command):
+            continue
+        role = next((name for name, mark in ROLES.items() if mark in command), "rest of Ray")
+        used[role] += times.user + times.system
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used["load generator"] = children.ru_utime + children.ru_stime
+    return used
+
+
 def drive(url: str, concurrency: int, seconds: float) -> dict:
-    """One load level from a separate process; its summary."""
+    """One load level from a separate process; its summary, with CPU ms per request by role."""
     command = [sys.executable, "-m", "serve.load", url, "--inputs", TEXT, "--concurrency", str(concurrency)]
     command += ["--duration-s", str(seconds), "--warmup", str(2 * concurrency)]
+    before = cpu_seconds()
     output = subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    after = cpu_seconds()
+    summary = json.loads(output.strip().splitlines()[-1])
+    # The warm-up requests are not in the summary's count, but their CPU is in the totals.
+    sent = summary["requests"] + 2 * concurrency
+    summary["cpu_ms_per_request"] = {role: 1000 * (after[role] - before[role]) / sent for role in after}
+    return summary
 
 
 def in_process_p50_ms(calls: int = 300) -> float:
-    """The handler's own latency for one input, without Ray or HTTP."""
+    """The handler's own latency for one input, without Ray or HTTP, with the replica's thread count."""
+    import torch
+
     from pipefleet.registry import handler_class
     from pipefleet.spec import parse_spec
 
     parsed = parse_spec(spec("/x", 1))
+    torch.set_num_threads(int(parsed.serve.num_cpus))
     handler = handler_class(parsed.task)(parsed)
     handler.setup()
     for _ in range(20):
@@ -121,12 +153,22 @@ def main() -> None:
         ["concurrency", "batched req/s", "p50 ms", "p99 ms", "max_batch_size 1 req/s", "p50 ms", "p99 ms", "x"],
         rows,
     )
+    roles = list(results["batched"][1]["cpu_ms_per_request"])
+    print_table(
+        "CPU ms per request, by process (the machine has 2 cores: 2,000 CPU ms per second)",
+        ["route", "concurrency", *roles],
+        [
+            [name, concurrency, *results[name][concurrency]["cpu_ms_per_request"].values()]
+            for name in results
+            for concurrency in (1, 32)
+        ],
+    )
     http_p50 = results["unbatched"][1]["p50_ms"]
     print_table(
         "One request at a time: what HTTP and Serve add",
         ["call", "p50 ms"],
         [
-            ["handler.predict in-process", in_process],
+            ["handler.predict in-process, same threads as the replica", in_process],
             ["HTTP, max_batch_size 1", http_p50],
             ["HTTP, dynamic batching", results["batched"][1]["p50_ms"]],
             ["added by HTTP + Serve", http_p50 - in_process],
