@@ -33,6 +33,7 @@ from serve.requests import (
 )
 
 RETRY_AFTER_S = 1
+GATEWAY_CPUS = 0.1  # the gateway only reads requests and awaits the model deployments
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ async def _read_limited(request: Request, max_bytes: int) -> bytes:
 app = FastAPI(title="pipefleet", description="Hugging Face pipelines served by Ray Serve.")
 
 
-@serve.deployment(max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
+@serve.deployment(max_ongoing_requests=1000, ray_actor_options={"num_cpus": GATEWAY_CPUS})
 @serve.ingress(app)
 class Gateway:
     """HTTP front door: ``POST <route>``, ``GET /``, ``GET /-/stats``, ``/docs``.
@@ -233,6 +234,30 @@ def load_specs(specs: list[Any]) -> list[Spec]:
     if duplicates:
         raise FatalError(f"two specs share the route(s) {duplicates}; set serve.route in one of them")
     return loaded
+
+
+def capacity_problems(specs: list[Spec], resources: dict[str, float]) -> list[str]:
+    """What the gateway and the routes' first replicas need beyond ``resources`` (``ray.cluster_resources()``).
+
+    Serve waits without end for a replica it cannot place; this says so before it waits.
+    """
+    problems = []
+    for resource, per_replica, base in (("CPU", "num_cpus", GATEWAY_CPUS), ("GPU", "num_gpus", 0.0)):
+        wants = [(s.route, _first_replicas(s), getattr(s.serve, per_replica)) for s in specs]
+        need = base + sum(count * amount for _, count, amount in wants)
+        have = resources.get(resource, 0.0)
+        if need > have + 1e-9:
+            parts = ", ".join(f"{route} {count} x {amount:g}" for route, count, amount in wants if count * amount)
+            gateway = f", the gateway {base:g}" if base else ""
+            problems.append(
+                f"the replicas need {need:g} {resource}s ({parts}{gateway}) and Ray has {have:g}; "
+                f"lower serve.{per_replica} or autoscaling.min_replicas, or add nodes"
+            )
+    return problems
+
+
+def _first_replicas(spec: Spec) -> int:
+    return spec.serve.autoscaling.min_replicas if spec.serve.autoscaling else 1
 
 
 def build_app(args: dict[str, Any]) -> Any:

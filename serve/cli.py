@@ -29,14 +29,23 @@ def start(specs: list[str], host: str = "127.0.0.1", port: int = 8000, address: 
     import ray
     from ray import serve
 
-    from serve.app import build_app, load_specs
+    from serve.app import build_app, capacity_problems, load_specs
 
     loaded = load_specs(specs)  # fail on a bad spec before starting anything
     address = address or os.environ.get("RAY_ADDRESS")
-    if not ray.is_initialized():
-        ray.init(address=address, namespace="serve") if address else ray.init(
-            namespace="serve", include_dashboard=False
-        )
+    started_here = not ray.is_initialized() and not address
+    if address and not ray.is_initialized():
+        ray.init(address=address, namespace="serve")
+    elif started_here:
+        # One logical CPU more than the cores, as the job does: the gateway's share then fits
+        # beside replicas that take every core.
+        ray.init(namespace="serve", include_dashboard=False, num_cpus=(os.cpu_count() or 1) + 1)
+    problems = capacity_problems(loaded, ray.cluster_resources())
+    if problems and started_here:
+        ray.shutdown()
+        raise FatalError("the endpoint cannot start on this machine: " + "; ".join(problems))
+    for problem in problems:  # a cluster's autoscaler may be bringing the nodes
+        print(f"pipefleet: waiting for the autoscaler: {problem}", file=sys.stderr)
     # The proxy's own timeout sits above every route's, which the gateway enforces itself (504).
     timeout = max(s.serve.request_timeout_s for s in loaded) + 5
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": timeout})

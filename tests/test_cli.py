@@ -36,3 +36,37 @@ def test_bad_spec_exits_2_with_message(tmp_path, capsys):
     rows.write_text('"x"\n')
     assert main(["predict", str(spec), "--input", str(rows)]) == 2
     assert "did you mean 'sentiment-analysis'" in capsys.readouterr().err
+
+
+def test_capacity_problems_name_what_the_replicas_need():
+    from pipefleet.spec import parse_spec
+    from serve.app import capacity_problems
+
+    def spec(route: str, **serve: object):
+        return parse_spec({"task": "text-classification", "model": "m", "serve": {"route": route, **serve}})
+
+    two_cpu_routes = [spec("/a", num_cpus=1), spec("/b", num_cpus=1)]
+    assert capacity_problems(two_cpu_routes, {"CPU": 3.0}) == []
+    (cpu,) = capacity_problems(two_cpu_routes, {"CPU": 2.0})
+    assert "need 2.1 CPUs (/a 1 x 1, /b 1 x 1, the gateway 0.1) and Ray has 2" in cpu
+    scaled = spec("/g", num_cpus=1, num_gpus=1, autoscaling={"min_replicas": 2, "max_replicas": 4})
+    (gpu,) = capacity_problems([scaled], {"CPU": 8.0, "GPU": 1.0})
+    assert "need 2 GPUs (/g 2 x 1) and Ray has 1" in gpu and "min_replicas" in gpu
+
+
+def test_serve_that_cannot_fit_exits_2_instead_of_waiting(tmp_path, tiny_model):
+    import os
+    import subprocess
+    import sys
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"task: text-classification\nmodel: {tiny_model('text-classification')}\nserve: {{num_cpus: 64}}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipefleet.cli", "serve", str(spec), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_ADDRESS": ""},
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "the endpoint cannot start on this machine" in result.stderr and "lower serve.num_cpus" in result.stderr
