@@ -1,4 +1,4 @@
-"""The ``pipefleet`` command: tasks, predict, annotate, serve.
+"""The ``pipefleet`` command: tasks, predict, annotate, serve, demo.
 
 This is the composition root: it is the one module of the package that reaches the
 adapters (``jobs``, ``serve``), and only when their subcommand runs.
@@ -68,6 +68,12 @@ def _serve(args: argparse.Namespace) -> int:
     return serve_main(args.rest)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from serve.cli import main as serve_main
+
+    return serve_main(args.rest, demo=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipefleet", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, run, text in (
         ("annotate", _annotate, "run the annotation job (see: pipefleet annotate -h)"),
         ("serve", _serve, "start the online endpoint (see: pipefleet serve -h)"),
+        ("demo", _demo, "start the endpoint with a demo page for every route (see: pipefleet demo -h)"),
     ):
         sub = commands.add_parser(name, help=text, add_help=False)
         sub.add_argument("rest", nargs=argparse.REMAINDER)

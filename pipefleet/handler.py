@@ -51,9 +51,10 @@ class TaskHandler:
     input_names: ClassVar[tuple[str, ...]] = ("text",)  # first is the main input; the rest optional
     parameters: ClassVar[dict[str, Check]] = {}  # name -> check (see pipefleet.params)
     output_column: ClassVar[str] = "output"
-    # True for tasks whose pipeline would open a path or fetch a URL given as a string;
-    # the endpoint refuses such strings unless the operator allows remote inputs.
-    binary_inputs: ClassVar[bool] = False
+    # "image" or "audio" for tasks whose main input is such a file's bytes. Their pipelines would
+    # open a path or fetch a URL given as a string, so the endpoint refuses such strings unless
+    # the operator allows remote inputs; the demo page offers an upload of that kind.
+    media: ClassVar[str | None] = None
 
     def __init__(self, spec: "Spec") -> None:
         self.spec = spec

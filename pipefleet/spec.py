@@ -126,7 +126,7 @@ class ServeSpec(_Section):
     max_body_mb: float = Field(20, gt=0, description="Largest request body accepted.")
     allow_remote_inputs: bool = Field(False, description="Let callers name URLs or server paths as inputs.")
     auth_token_env: str | None = Field(None, description="Env var holding a bearer token; unset: no auth.")
-    demo: bool = Field(False, description="Reserved for the browser demo page.")
+    demo: bool = Field(False, description="Show this route on the browser demo page at /demo (needs pipefleet[demo]).")
 
     @field_validator("route")
     @classmethod

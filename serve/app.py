@@ -54,6 +54,23 @@ class Route:
         return os.environ.get(env) if env else None
 
 
+def checked_call(route: Route, call: Call) -> Call:
+    """``call`` once its parameters are checked and its binary inputs decoded (base64 -> bytes).
+
+    The API and the demo page both pass here, so a caller meets the same rules either way.
+    """
+    try:
+        route.handler.check_params(call.parameters)
+    except BadInput as exc:
+        raise HTTPProblem(400, str(exc)) from None
+    if route.handler.media:
+        decoded = binary_inputs(call.inputs, route.spec.serve.allow_remote_inputs)
+        call = Call(decoded, call.single, call.parameters, call.stream)
+    if call.stream and (route.spec.task != "text-generation" or not call.single):
+        raise HTTPProblem(400, '"stream": true works for text-generation with one input')
+    return call
+
+
 def problem(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
@@ -131,7 +148,37 @@ class Gateway:
             return await self._predict(route, call)
         except HTTPProblem as exc:
             self._count(route, "errors", 1, tag)
-            return problem(exc.status, exc.message, exc.headers)
+            return problem(exc.status, exc.message, exc.headers, **exc.details)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        """The gateway's ASGI app, with the demo page mounted when a spec asks for it (called by Serve at start)."""
+        app = self._asgi_app
+        shown = [route for route in self.routes.values() if route.spec.serve.demo]
+        if shown:
+            from serve.demo import mount_demo
+
+            mount_demo(app, shown, self._demo_run, self._demo_stream)
+        return app
+
+    async def _demo_run(self, route: Route, value: Any, parameters: dict[str, Any], token: str | None) -> Any:
+        """One input from the demo page, through the API's checks, counts and batched deployment."""
+        tag = {"route": route.spec.route}
+        self._count(route, "requests", 1, tag)
+        self._count(route, "rows", 1, tag)
+        try:
+            check_auth(f"Bearer {token}" if token else None, route.token)
+            return (await self._run(route, checked_call(route, Call([value], True, parameters))))[0]
+        except HTTPProblem:
+            self._count(route, "errors", 1, tag)
+            raise
+
+    async def _demo_stream(self, route: Route, text: Any, parameters: dict[str, Any], token: str | None) -> Any:
+        """Generated text pieces for the demo page, as ``"stream": true`` gives them to the API."""
+        self._count(route, "requests", 1, {"route": route.spec.route})
+        check_auth(f"Bearer {token}" if token else None, route.token)
+        call = checked_call(route, Call([text], True, parameters, stream=True))
+        async for piece in route.handle.options(stream=True).stream.remote(call.inputs[0], call.parameters):
+            yield piece
 
     def _count(self, route: Route, name: str, amount: int, tags: dict[str, str]) -> None:
         self.counts[route.spec.route][name] += amount
@@ -152,30 +199,24 @@ class Gateway:
             call = parse_multipart(fields)
         else:  # JSON, whatever the header says: `curl -d` sends form-urlencoded by default
             call = parse_json_body(await _read_limited(request, max_bytes))
-        try:
-            route.handler.check_params(call.parameters)
-        except BadInput as exc:
-            raise HTTPProblem(400, str(exc)) from None
-        if route.handler.binary_inputs:
-            call = Call(binary_inputs(call.inputs, settings.allow_remote_inputs), call.single, call.parameters)
-        if call.stream and (route.spec.task != "text-generation" or not call.single):
-            raise HTTPProblem(400, '"stream": true works for text-generation with one input')
-        return call
+        return checked_call(route, call)
 
     async def _predict(self, route: Route, call: Call) -> Response:
-        response = route.handle.predict.remote(call.inputs, call.parameters)
-        outcomes = await self._await(route, response)
+        outputs = await self._run(route, call)
+        if call.single:
+            return JSONResponse(route.handler.single_output(outputs[0], call.inputs[0], call.parameters))
+        return JSONResponse(outputs)
+
+    async def _run(self, route: Route, call: Call) -> list[Any]:
+        """One output per input through the route's batched deployment, or the HTTPProblem that says why not."""
+        outcomes = await self._await(route, route.handle.predict.remote(call.inputs, call.parameters))
         errors = [(i, o) for i, o in enumerate(outcomes) if "error" in o]
         if errors:
             status = 500 if any(o["kind"] == "model_error" for _, o in errors) else 422
             first_index, first = errors[0]
             message = first["error"] if call.single else f"input {first_index}: {first['error']}"
-            self._count(route, "errors", 1, {"route": route.spec.route})
-            return problem(status, message, errors=[{"index": i, "error": o["error"]} for i, o in errors])
-        outputs = [o["output"] for o in outcomes]
-        if call.single:
-            return JSONResponse(route.handler.single_output(outputs[0], call.inputs[0], call.parameters))
-        return JSONResponse(outputs)
+            raise HTTPProblem(status, message, errors=[{"index": i, "error": o["error"]} for i, o in errors])
+        return [o["output"] for o in outcomes]
 
     async def _await(self, route: Route, response: Any) -> Any:
         """The deployment's answer, or the HTTP problem that stands for why there is none."""
@@ -261,6 +302,11 @@ def _first_replicas(spec: Spec) -> int:
 
 
 def build_app(args: dict[str, Any]) -> Any:
-    """Application builder for ``serve run`` / ``serve deploy``: ``args = {"specs": [path or mapping, ...]}``."""
+    """Application builder for ``serve run`` / ``serve deploy``: ``args = {"specs": [path or mapping, ...]}``.
+
+    ``"demo": true`` in ``args`` shows every route on the demo page, as ``serve.demo: true`` does for one.
+    """
     specs = load_specs(list(args.get("specs") or []))
+    if args.get("demo"):
+        specs = [s.model_copy(update={"serve": s.serve.model_copy(update={"demo": True})}) for s in specs]
     return Gateway.bind([s.model_dump_json() for s in specs], [model_deployment(s) for s in specs])

@@ -1,4 +1,7 @@
-"""``pipefleet serve SPEC.yaml [SPEC2.yaml ...]``: start the endpoint and keep it up until Ctrl-C."""
+"""``pipefleet serve SPEC.yaml [SPEC2.yaml ...]``: start the endpoint and keep it up until Ctrl-C.
+
+``pipefleet demo SPEC.yaml ...`` is the same with the browser demo page at ``/demo`` for every route.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,17 @@ import time
 from collections.abc import Sequence
 
 from pipefleet.errors import FatalError
+from pipefleet.spec import load_spec
+from serve.demo import DEMO_PATH
 
 APP_NAME = "pipefleet"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(demo: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pipefleet serve", description="Serve task handlers over HTTP with Ray Serve."
+        prog="pipefleet demo" if demo else "pipefleet serve",
+        description="Serve task handlers over HTTP with Ray Serve"
+        + (", with a demo page at /demo for every route." if demo else "."),
     )
     parser.add_argument("specs", nargs="+", help="spec YAML files; one route each")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
@@ -24,8 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def start(specs: list[str], host: str = "127.0.0.1", port: int = 8000, address: str | None = None) -> str:
-    """Deploy the application for ``specs`` and return its base URL."""
+def start(
+    specs: list[str], host: str = "127.0.0.1", port: int = 8000, address: str | None = None, demo: bool = False
+) -> str:
+    """Deploy the application for ``specs`` (with the demo page for every route if ``demo``); return its base URL."""
     import ray
     from ray import serve
 
@@ -49,18 +58,20 @@ def start(specs: list[str], host: str = "127.0.0.1", port: int = 8000, address: 
     # The proxy's own timeout sits above every route's, which the gateway enforces itself (504).
     timeout = max(s.serve.request_timeout_s for s in loaded) + 5
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": timeout})
-    serve.run(build_app({"specs": specs}), name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(build_app({"specs": specs, "demo": demo}), name=APP_NAME, route_prefix="/", blocking=False)
     return f"http://{host}:{port}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, demo: bool = False) -> int:
+    args = build_parser(demo).parse_args(argv)
     try:
-        url = start(args.specs, args.host, args.port, args.address)
+        url = start(args.specs, args.host, args.port, args.address, demo)
     except FatalError as exc:
         print(f"pipefleet: error: {exc}", file=sys.stderr)
         return 2
     print(f"pipefleet: serving {', '.join(args.specs)} at {url} (routes: GET {url}/, docs: {url}/docs); Ctrl-C stops")
+    if demo or any(load_spec(s).serve.demo for s in args.specs):
+        print(f"pipefleet: demo page at {url}{DEMO_PATH}/")
     try:
         while True:
             time.sleep(3600)

@@ -24,11 +24,12 @@ _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
 class HTTPProblem(Exception):
     """A request the server refuses; ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **details: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.details = details  # extra JSON fields of the answer, such as per-input errors
 
 
 @dataclass(frozen=True)

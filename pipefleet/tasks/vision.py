@@ -63,7 +63,7 @@ class ImageClassificationHandler(TaskHandler):
 
     task = "image-classification"
     input_names = ("image",)
-    binary_inputs = True
+    media = "image"
     parameters = {
         "top_k": P.integer(1),
         "function_to_apply": P.choice("sigmoid", "softmax", "none"),

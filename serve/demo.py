@@ -1,0 +1,180 @@
+"""The browser demo: a Gradio page at ``/demo`` with one tab per route that asks for it.
+
+The page is a client of the gateway like any other: each tab hands its input to the
+gateway's own checks (auth, size, parameters, decoding) and to the route's batched model
+deployment, so it meets the same batching, limits and errors as the API. What this module
+adds is only presentation: an input widget that fits the task, and the output drawn the
+way a person reads it (label bars, highlighted entities, streamed text).
+
+Gradio is an optional extra (``pip install "pipefleet[demo]"``); nothing imports this
+module unless a spec sets ``serve.demo: true``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipefleet.errors import FatalError
+from serve.requests import HTTPProblem
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from serve.app import Route
+
+DEMO_PATH = "/demo"
+# Gradio would otherwise report usage to its makers and fetch web fonts for the page.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+# (route, input, parameters, bearer token) -> the row's output; raises HTTPProblem as the API would answer.
+Run = Callable[["Route", Any, dict[str, Any], str | None], Awaitable[Any]]
+Stream = Callable[["Route", Any, dict[str, Any], str | None], AsyncIterator[str]]
+
+
+def mount_demo(app: "FastAPI", routes: list["Route"], run: Run, stream: Stream) -> None:
+    """Mount the demo page on ``app`` at ``/demo``, ahead of the gateway's catch-all ``POST /{path}``."""
+    try:
+        import gradio as gr
+    except ImportError:
+        raise FatalError('serve.demo needs Gradio: pip install "pipefleet[demo]"') from None
+
+    largest_body = max(_body_limit(route) for route in routes)  # each route checks its own limit again
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    with gr.Blocks(title="pipefleet demo") as page:
+        gr.Markdown("# pipefleet\nTry each deployed route. The page calls the same endpoint as the API.")
+        for route in routes:
+            with gr.Tab(route.spec.route.lstrip("/"), id=route.spec.route):
+                _tab(gr, route, run, stream)
+    gr.mount_gradio_app(app, page, path=DEMO_PATH, theme=theme, ssr_mode=False, max_file_size=largest_body)
+    # Starlette matches routes in order; the gateway's POST /{path} would otherwise take the page's calls.
+    app.router.routes.insert(0, app.router.routes.pop())
+
+
+def _tab(gr: Any, route: "Route", run: Run, stream: Stream) -> None:
+    handler, spec = route.handler, route.spec
+    model = spec.model or "the task's default model"
+    gr.Markdown(f"**{spec.task}** with `{model}` at `POST {spec.route}`")
+    value = _input_widget(gr, handler)
+    labels = (
+        gr.Textbox(label="candidate labels (comma-separated; empty: the spec's)")
+        if "candidate_labels" in handler.input_names
+        else None
+    )
+    with gr.Accordion("parameters", open=False):
+        parameters = gr.Code(value=json.dumps(spec.params, indent=2), language="json", label="parameters (JSON)")
+        token = gr.Textbox(label="bearer token", type="password", visible=route.token is not None)
+    button = gr.Button("Run", variant="primary")
+    output = _output_widget(gr, spec.task)
+    widgets = [value, parameters, token] + ([labels] if labels is not None else [])
+
+    if spec.task == "text-generation":
+
+        async def generate(text: str, params_json: str, bearer: str, *_: Any) -> AsyncIterator[str]:
+            produced = ""
+            try:
+                async for piece in stream(route, text, _parameters(params_json), bearer or None):
+                    produced += piece
+                    yield produced
+            except HTTPProblem as exc:
+                raise gr.Error(_message(exc)) from None
+
+        button.click(generate, widgets, output, api_name=_api_name(spec.route))
+        return
+
+    async def predict(raw: Any, params_json: str, bearer: str, candidate_labels: str = "") -> Any:
+        try:
+            params = _parameters(params_json)
+            if candidate_labels.strip():
+                params["candidate_labels"] = [label.strip() for label in candidate_labels.split(",") if label.strip()]
+            result = await run(route, _read_upload(raw, route), params, bearer or None)
+        except HTTPProblem as exc:
+            raise gr.Error(_message(exc)) from None
+        return present(spec.task, raw, result)
+
+    button.click(predict, widgets, output, api_name=_api_name(spec.route))
+
+
+def _input_widget(gr: Any, handler: type) -> Any:
+    if handler.media == "image":
+        return gr.Image(type="filepath", format="png", label="image")  # png: Gradio re-encodes uploads, losslessly
+    if handler.media == "audio":
+        return gr.Audio(type="filepath", sources=["upload", "microphone"], label="audio")
+    return gr.Textbox(label="text", lines=3)
+
+
+def _output_widget(gr: Any, task: str) -> Any:
+    if task in _LABEL_TASKS:
+        return gr.Label(label="result", num_top_classes=10)
+    if task == "token-classification":
+        return gr.HighlightedText(label="entities")
+    if task == "text-generation":
+        return gr.Textbox(label="generated text", lines=6)
+    return gr.JSON(label="result")
+
+
+def present(task: str, raw: Any, output: Any) -> Any:
+    """A row's output (as the API returns it) in the form its Gradio widget draws."""
+    if task in ("text-classification", "image-classification", "audio-classification"):
+        rows = output if isinstance(output, list) else [output]
+        return {row["label"]: row["score"] for row in rows}
+    if task == "zero-shot-classification":
+        return dict(zip(output["labels"], output["scores"]))
+    if task == "fill-mask":
+        return {row["sequence"]: row["score"] for row in output}
+    if task == "token-classification":
+        return {
+            "text": raw,
+            "entities": [
+                {"entity": row.get("entity_group") or row.get("entity"), "start": row["start"], "end": row["end"]}
+                for row in output
+            ],
+        }
+    return output
+
+
+_LABEL_TASKS = {
+    "text-classification",
+    "zero-shot-classification",
+    "fill-mask",
+    "image-classification",
+    "audio-classification",
+}
+
+
+def _parameters(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise HTTPProblem(400, f"parameters are not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise HTTPProblem(400, "parameters must be a JSON object")
+    return value
+
+
+def _body_limit(route: "Route") -> int:
+    return int(route.spec.serve.max_body_mb * 1024 * 1024)
+
+
+def _read_upload(value: Any, route: "Route") -> Any:
+    """An uploaded file's bytes (Gradio hands the server-side path of the upload), within the route's body limit."""
+    if not route.handler.media:
+        return value
+    if value is None:
+        raise HTTPProblem(422, "no file was given")
+    data = Path(value).read_bytes()
+    limit = _body_limit(route)
+    if len(data) > limit:
+        raise HTTPProblem(413, f"the file of {len(data)} bytes is over the limit of {limit} bytes")
+    return data
+
+
+def _message(exc: HTTPProblem) -> str:
+    return f"{exc.message} (HTTP {exc.status})"
+
+
+def _api_name(route: str) -> str:
+    return route.strip("/").replace("/", "_").replace("-", "_") or "route"
