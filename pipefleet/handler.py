@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipefleet.errors import BadInput, ModelError, RowError
 from pipefleet.params import Check, check_values
-from pipefleet.runner import RunStats, run_pipeline
+from pipefleet.runner import RunStats, Unpad, run_pipeline
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -162,7 +162,13 @@ class TaskHandler:
 
     def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
         """The hot path: the pipeline's own stages, batched across rows (see :mod:`pipefleet.runner`)."""
-        return run_pipeline(self.pipe, inputs, row_params, self.spec.batch_size, self.stats, self.max_batch_tokens())
+        return run_pipeline(
+            self.pipe, inputs, row_params, self.spec.batch_size, self.stats, self.max_batch_tokens(), self.unpad()
+        )
+
+    def unpad(self) -> "Unpad | None":
+        """For models with an output per input frame: cut what batch padding added (see :mod:`pipefleet.runner`)."""
+        return None
 
     def max_batch_tokens(self) -> int | None:
         """The spec's cap on padded tokens per forward pass; by default 2048 on a CPU, none on a GPU."""

@@ -45,6 +45,23 @@ def choice(*options: str) -> Check:
     return _accepting(lambda v: isinstance(v, str) and v.lower() in options, f"one of {', '.join(options)}")
 
 
+def flag_or_choice(*options: str) -> Check:
+    """true, false, or one of ``options`` (``return_timestamps``: true, "char" or "word")."""
+    wants = f"true, false or one of {', '.join(options)}"
+    return _accepting(lambda v: isinstance(v, bool) or (isinstance(v, str) and v in options), wants)
+
+
+def number_or_pair(minimum: float = 0.0) -> Check:
+    """A number, or a list of two (``stride_length_s``: the same stride on both sides, or left and right)."""
+    return _accepting(
+        lambda v: (
+            (_is_number(v) and v >= minimum)
+            or (isinstance(v, list) and len(v) == 2 and all(_is_number(x) and x >= minimum for x in v))
+        ),
+        f"a number >= {minimum:g} or a list of two",
+    )
+
+
 def text() -> Check:
     return _accepting(lambda v: isinstance(v, str), "a string")
 

@@ -58,9 +58,22 @@ def stage_params(pipe: "Pipeline", params: Mapping[str, Any]) -> tuple[dict, dic
     )
 
 
+def _last_dim(features: Mapping[str, Any], names: Sequence[str]) -> int:
+    for name in names:
+        value = features.get(name) if hasattr(features, "get") else None
+        if value is not None and hasattr(value, "shape"):
+            return int(value.shape[-1])
+    return 0
+
+
 def _sequence_length(features: Mapping[str, Any]) -> int:
-    ids = features.get("input_ids") if hasattr(features, "get") else None
-    return int(ids.shape[-1]) if ids is not None and hasattr(ids, "shape") else 0
+    """Tokens in a text feature (what the padded-token cap counts); 0 for other inputs."""
+    return _last_dim(features, ("input_ids",))
+
+
+def _sort_length(features: Mapping[str, Any]) -> int:
+    """Length to sort by, so that a batch pads little: tokens, audio samples or audio frames."""
+    return _last_dim(features, ("input_ids", "input_values", "input_features"))
 
 
 def forward_batch(pipe: "Pipeline", features: list[Mapping[str, Any]], forward_params: Mapping[str, Any]) -> list:
@@ -81,6 +94,10 @@ def forward_batch(pipe: "Pipeline", features: list[Mapping[str, Any]], forward_p
     return unbatched
 
 
+# (length of a feature before padding, its model output from a padded batch) -> the output it has alone
+Unpad = Callable[[int, Any], Any]
+
+
 def run_pipeline(
     pipe: "Pipeline",
     inputs: Sequence[Any],
@@ -88,10 +105,12 @@ def run_pipeline(
     batch_size: int,
     stats: RunStats | None = None,
     max_tokens: int | None = None,
+    unpad: Unpad | None = None,
 ) -> list[Any]:
     """Run ``pipe`` over ``inputs``; one outcome per input: the pipeline's output or a RowError.
 
-    ``max_tokens`` caps the padded tokens per forward pass (see :func:`run_batches`).
+    ``max_tokens`` caps the padded tokens per forward pass (see :func:`run_batches`);
+    ``unpad`` cuts what padding added to an output, for models whose outputs are per frame.
     """
     from transformers.pipelines.base import ChunkPipeline
 
@@ -118,7 +137,7 @@ def run_pipeline(
                 continue
             features.extend((row, chunk, item) for chunk, item in enumerate(prepared))
 
-        model_outputs = _forward_sorted(pipe, features, fwd, batch_size, outcomes, stats, max_tokens)
+        model_outputs = _forward_sorted(pipe, features, fwd, batch_size, outcomes, stats, max_tokens, unpad)
         for row in rows:
             if outcomes[row] is not None:
                 continue
@@ -138,9 +157,12 @@ def _forward_sorted(
     outcomes: list[Any],
     stats: RunStats | None,
     max_tokens: int | None,
+    unpad: Unpad | None = None,
 ) -> dict[int, list[tuple[int, Any]]]:
     """Forward every feature in length-sorted batches; failures become row errors in ``outcomes``."""
-    ordered = sorted(features, key=lambda feature: _sequence_length(feature[2]))
+    ordered = sorted(features, key=lambda feature: _sort_length(feature[2]))
+    # Taken before the forward pass, which may pop the inputs out of a feature it runs alone.
+    own_lengths = [_sort_length(item) for _, _, item in ordered]
     results = run_batches(
         [item for _, _, item in ordered],
         batch_size,
@@ -150,11 +172,11 @@ def _forward_sorted(
         max_tokens=max_tokens,
     )
     per_row: dict[int, list[tuple[int, Any]]] = defaultdict(list)
-    for (row, chunk, _), result in zip(ordered, results):
+    for (row, chunk, _), length, result in zip(ordered, own_lengths, results):
         if isinstance(result, RowError):
             outcomes[row] = result
         else:
-            per_row[row].append((chunk, result))
+            per_row[row].append((chunk, unpad(length, result) if unpad else result))
     return per_row
 
 
