@@ -162,9 +162,10 @@ class TaskHandler:
 
     def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
         """The hot path: the pipeline's own stages, batched across rows (see :mod:`pipefleet.runner`)."""
-        return run_pipeline(
+        outcomes = run_pipeline(
             self.pipe, inputs, row_params, self.spec.batch_size, self.stats, self.max_batch_tokens(), self.unpad()
         )
+        return [o if isinstance(o, RowError) else self.finish(o) for o in outcomes]
 
     def unpad(self) -> "Unpad | None":
         """For models with an output per input frame: cut what batch padding added (see :mod:`pipefleet.runner`)."""
@@ -176,6 +177,10 @@ class TaskHandler:
             return self.spec.max_batch_tokens
         device = getattr(self.pipe, "device", None)
         return CPU_BATCH_TOKENS if getattr(device, "type", None) == "cpu" else None
+
+    def finish(self, output: Any) -> Any:
+        """A successful row's output as plain data (tasks whose pipelines return images or tensors override this)."""
+        return output
 
     def text(self, value: Any, what: str = "input") -> str:
         """``value`` as a text input of this task: a non-empty string within the spec's ``max_input_chars``."""
@@ -206,3 +211,25 @@ def require_text(value: Any, task: str, what: str = "input", max_chars: int | No
     if max_chars is not None and len(value) > max_chars:
         raise BadInput(f"{task}: {what} is {len(value):,} characters, over max_input_chars ({max_chars:,})")
     return value
+
+
+def split_row_labels(raw: Any, params: dict[str, Any], main: str, task: str) -> tuple[Any, dict[str, Any]]:
+    """The main input and this row's parameters for zero-shot tasks.
+
+    A row may carry its own labels (``{main: ..., "candidate_labels": [...]}``), which replace the
+    spec's; labels given as one string are split on commas, as ``pipeline`` does. Raises
+    BadInput when a row ends up with no labels.
+    """
+    if isinstance(raw, dict):
+        unknown = set(raw) - {main, "candidate_labels"}
+        if unknown:
+            raise BadInput(f"{task}: an input has keys {main} and candidate_labels, got {sorted(unknown)}")
+        if raw.get("candidate_labels") is not None:
+            params = {**params, "candidate_labels": raw["candidate_labels"]}
+        raw = raw.get(main)
+    labels = params.get("candidate_labels")
+    if isinstance(labels, str):
+        labels = [label.strip() for label in labels.split(",") if label.strip()]
+    if not labels or not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) and x for x in labels):
+        raise BadInput(f"{task}: candidate_labels must be a non-empty list of strings (in params or per row)")
+    return raw, {**params, "candidate_labels": list(labels)}

@@ -5,6 +5,7 @@ Both adapters use these: ``jobs/`` writes Arrow columns, ``serve/`` and the CLI 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,9 @@ from pipefleet.errors import RowError
 
 
 def to_jsonable(value: Any) -> Any:
-    """The same structure with numpy arrays and scalars turned into plain Python values."""
+    """The same structure with numpy arrays and scalars turned into plain Python values, bytes into base64."""
+    if isinstance(value, bytes):  # a mask or depth map as PNG, audio as WAV
+        return base64.b64encode(value).decode("ascii")
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 from transformers import pipeline
@@ -48,3 +49,64 @@ def test_bad_images_are_row_errors(tiny_model, make_handler):
     assert messages[0] is None and messages[5] is None
     assert "not a decodable image" in messages[1] and "not a decodable image" in messages[2]
     assert "zero bytes" in messages[3] and "missing" in messages[4]
+
+
+def _decoded(png: bytes) -> np.ndarray:
+    return np.array(Image.open(io.BytesIO(png)))
+
+
+@pytest.mark.parametrize(
+    ("task", "params"),
+    [
+        ("image-feature-extraction", {}),
+        ("image-feature-extraction", {"pool": True}),
+        ("object-detection", {"threshold": 0.0}),
+        ("zero-shot-image-classification", {"candidate_labels": ["a cat", "a dog", "a red ball"]}),
+        ("zero-shot-object-detection", {"candidate_labels": ["cat", "ball"], "threshold": 0.0}),
+    ],
+)
+def test_vision_task_equals_pipeline(tiny_model, make_handler, task, params):
+    model = tiny_model(task)
+    images = drawn_images()
+    handler = make_handler(task, model, batch_size=2)
+    oracle = pipeline(task, model=model)
+    assert_matches(
+        handler.predict([png_bytes(i) for i in images], params=params), [oracle(i, **params) for i in images]
+    )
+
+
+def test_zero_shot_image_labels_per_row(tiny_model, make_handler):
+    task = "zero-shot-image-classification"
+    model = tiny_model(task)
+    images = drawn_images()[:2]
+    handler = make_handler(task, model, params={"candidate_labels": ["a cat", "a dog"]})
+    rows = [png_bytes(images[0]), {"image": png_bytes(images[1]), "candidate_labels": "a bird, a fish, a car"}]
+    oracle = pipeline(task, model=model)
+    expected = [
+        oracle(images[0], candidate_labels=["a cat", "a dog"]),
+        oracle(images[1], candidate_labels=["a bird", "a fish", "a car"]),
+    ]
+    assert_matches(handler.predict(rows), expected)
+    outcome = handler.predict([{"image": png_bytes(images[0]), "candidate_labels": []}])[0]
+    assert isinstance(outcome, RowError) and "candidate_labels" in outcome.message
+
+
+def test_segmentation_masks_are_the_pipelines_as_png(tiny_model, make_handler):
+    model = tiny_model("image-segmentation")
+    images = drawn_images()
+    handler = make_handler("image-segmentation", model, batch_size=2)
+    expected = [pipeline("image-segmentation", model=model)(i) for i in images]
+    for got, want in zip(handler.predict(images), expected):
+        assert [(s["label"], s["score"]) for s in got] == [(s["label"], s["score"]) for s in want]
+        for segment, reference in zip(got, want):
+            np.testing.assert_array_equal(_decoded(segment["mask"]), np.array(reference["mask"]))
+
+
+def test_depth_map_is_the_pipelines_as_array_and_png(tiny_model, make_handler):
+    model = tiny_model("depth-estimation")
+    images = drawn_images()
+    handler = make_handler("depth-estimation", model, batch_size=3)
+    expected = [pipeline("depth-estimation", model=model)(i) for i in images]
+    for got, want in zip(handler.predict(images), expected):
+        np.testing.assert_allclose(got["predicted_depth"], want["predicted_depth"].numpy(), atol=1e-4)
+        np.testing.assert_array_equal(_decoded(got["depth"]), np.array(want["depth"]))

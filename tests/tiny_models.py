@@ -163,6 +163,102 @@ def _image_classification(folder: Path):
     return model, [_image_processor()]
 
 
+def _image_feature_extraction(folder: Path):
+    import transformers as tf
+
+    return tf.ViTModel(_vit_config()), [_image_processor()]
+
+
+def _object_detection(folder: Path):
+    import transformers as tf
+
+    config = tf.YolosConfig(
+        image_size=[32, 32],
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_detection_tokens=5,
+        **_labels(IMAGE_LABELS),
+    )
+    processor = tf.YolosImageProcessor(size={"shortest_edge": 32, "longest_edge": 64})
+    return tf.YolosForObjectDetection(config), [processor]
+
+
+def _two_tower(vision: dict) -> dict:
+    """Text and vision tower settings of a tiny CLIP-like model that reads MiniLM's WordPiece ids."""
+    text = {
+        "vocab_size": 30522,
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 64,
+        # The text tower pools at the first end token: WordPiece's [SEP].
+        "bos_token_id": 101,
+        "eos_token_id": 102,
+        "pad_token_id": 0,
+    }
+    towers = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
+    return {"text_config": text, "vision_config": {**towers, **vision}, "projection_dim": 32}
+
+
+def _zero_shot_image_classification(folder: Path):
+    import transformers as tf
+
+    config = tf.CLIPConfig(**_two_tower({"image_size": 32, "patch_size": 8}))
+    processor = tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return tf.CLIPModel(config), [_wordpiece(), processor]
+
+
+def _zero_shot_object_detection(folder: Path):
+    import transformers as tf
+
+    towers = _two_tower({"image_size": 32, "patch_size": 8})
+    towers["text_config"]["max_position_embeddings"] = 16  # OWL-ViT pads queries to 16 tokens
+    config = tf.OwlViTConfig(**towers)
+    size = {"height": 32, "width": 32}
+    return tf.OwlViTForObjectDetection(config), [_wordpiece(), tf.OwlViTImageProcessor(size=size, crop_size=size)]
+
+
+def _image_segmentation(folder: Path):
+    import transformers as tf
+
+    config = tf.SegformerConfig(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        patch_sizes=[3, 3],
+        strides=[2, 2],
+        num_attention_heads=[1, 2],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=16,
+        **_labels(IMAGE_LABELS),
+    )
+    processor = tf.SegformerImageProcessor(size={"height": 32, "width": 32})
+    return tf.SegformerForSemanticSegmentation(config), [processor]
+
+
+def _depth_estimation(folder: Path):
+    import transformers as tf
+
+    config = tf.DPTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=37,
+        backbone_out_indices=[0, 1, 2, 3],
+        neck_hidden_sizes=[8, 8, 16, 16],
+        fusion_hidden_size=16,
+        head_in_index=-1,
+    )
+    return tf.DPTForDepthEstimation(config), [tf.DPTImageProcessor(size={"height": 32, "width": 32})]
+
+
 def _audio_classification(folder: Path):
     import transformers as tf
 
@@ -189,6 +285,12 @@ BUILDERS: dict[str, Callable[[Path], tuple[Any, list[Any]]]] = {
     "feature-extraction": _feature_extraction,
     "text-generation": _text_generation,
     "image-classification": _image_classification,
+    "image-feature-extraction": _image_feature_extraction,
+    "object-detection": _object_detection,
+    "zero-shot-image-classification": _zero_shot_image_classification,
+    "zero-shot-object-detection": _zero_shot_object_detection,
+    "image-segmentation": _image_segmentation,
+    "depth-estimation": _depth_estimation,
     "audio-classification": _audio_classification,
     "automatic-speech-recognition": _speech_recognition,
 }

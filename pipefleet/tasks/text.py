@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from pipefleet import params as P
 from pipefleet.errors import BadInput
-from pipefleet.handler import Params, TaskHandler
+from pipefleet.handler import Params, TaskHandler, split_row_labels
 from pipefleet.registry import register
 
 _LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
@@ -89,18 +89,8 @@ class ZeroShotClassificationHandler(TaskHandler):
     output_column = "zero_shot"
 
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        if isinstance(raw, dict):
-            unknown = set(raw) - {"text", "candidate_labels"}
-            if unknown:
-                raise BadInput(f"{self.task}: an input has keys text and candidate_labels, got {sorted(unknown)}")
-            if raw.get("candidate_labels") is not None:
-                params = {**params, "candidate_labels": raw["candidate_labels"]}
-            raw = raw.get("text")
-        text = self.text(raw)
-        labels = self.pipe._args_parser._parse_labels(params.get("candidate_labels"))  # "a, b" -> ["a", "b"]
-        if not labels or not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) and x for x in labels):
-            raise BadInput(f"{self.task}: candidate_labels must be a non-empty list of strings (in params or per row)")
-        return text, {**params, "candidate_labels": list(labels)}
+        raw, params = split_row_labels(raw, params, "text", self.task)
+        return self.text(raw), params
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.struct(
