@@ -21,11 +21,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobs.compute import has_checkpoint, plan_actors, spare_cpus
+from jobs.decode import add_decode_stage
 from jobs.manifest import MANIFEST_NAME, build_manifest, output_counts, write_manifest
 from jobs.readers import id_column_of, read_corpus
 from jobs.watch import StallWatch
 from jobs.worker import STATS_ACTOR, AnnotateBatch, JobStats
 from pipefleet.errors import FatalError, JobFailed, SpecError
+from pipefleet.registry import handler_class
 from pipefleet.spec import Spec, load_spec
 
 CHECKPOINT_DIR = "_checkpoint"  # inside the output folder; readers skip names starting with "_"
@@ -91,11 +93,13 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
             file=sys.stderr,
         )
     corpus = read_corpus(input_spec)
+    handler = handler_class(spec.task)
+    dataset = add_decode_stage(corpus.dataset, spec, handler) if handler.media else corpus.dataset
 
     stats_name = f"{STATS_ACTOR}-{uuid.uuid4().hex[:8]}"
     stats = ray.remote(num_cpus=0)(JobStats).options(name=stats_name).remote()
     # Blocks of rows_per_call rows spread one file's rows over the whole actor pool.
-    annotated = corpus.dataset.repartition(target_num_rows_per_block=spec.compute.rows_per_call).map_batches(
+    annotated = dataset.repartition(target_num_rows_per_block=spec.compute.rows_per_call).map_batches(
         AnnotateBatch,
         fn_constructor_kwargs={"spec_json": spec.model_dump_json(), "stats_name": stats_name},
         batch_size=spec.compute.rows_per_call,

@@ -11,6 +11,7 @@ from pipefleet.errors import SpecError
 if TYPE_CHECKING:
     import ray.data
 
+    from pipefleet.handler import TaskHandler
     from pipefleet.spec import InputSpec
 
 ROW_HASH = "row_hash"  # Ray's read_parquet(include_row_hash=True) column: file path + row position
@@ -24,7 +25,10 @@ class Corpus:
     id_column: str | None  # None: no stable id, so the run cannot be resumed
 
 
-_PATH_ID_FORMATS = ("binary", "images", "audio")  # one row per file: the path is the id
+FILE_FORMATS = ("binary", "images", "audio")  # one row per file: the path is its id, the file's bytes its input
+FILE_BYTES = "bytes"  # read_binary_files' column; not written back: the files stay where they are
+IMAGE_SUFFIXES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
+AUDIO_SUFFIXES = ["wav", "flac", "mp3", "ogg", "opus", "aiff", "aif", "au", "caf", "m4a", "aac", "wma"]
 
 
 def id_column_of(spec: "InputSpec") -> str | None:
@@ -39,7 +43,14 @@ def id_column_of(spec: "InputSpec") -> str | None:
         return LINE_ID
     if spec.id_column:
         return spec.id_column
-    return ROW_HASH if fmt == "parquet" else "path" if fmt in _PATH_ID_FORMATS else None
+    return ROW_HASH if fmt == "parquet" else "path" if fmt in FILE_FORMATS else None
+
+
+def input_columns(spec: "InputSpec", handler: type["TaskHandler"]) -> dict[str, str]:
+    """Handler input name -> column: the spec's mapping; for file folders, the main input is the file's bytes."""
+    if not spec.columns and spec.resolved_format() in FILE_FORMATS:
+        return {handler.input_names[0]: FILE_BYTES}
+    return handler.column_map(spec.columns)
 
 
 def read_corpus(spec: "InputSpec") -> Corpus:
@@ -61,12 +72,11 @@ def read_corpus(spec: "InputSpec") -> Corpus:
         dataset = ray.data.read_csv(path)
     elif fmt == "text":
         dataset = ray.data.read_text(path, drop_empty_lines=False)
-    elif fmt == "binary":
-        dataset = ray.data.read_binary_files(path, include_paths=True)
-    elif fmt == "images":
-        dataset = ray.data.read_images(path, include_paths=True)
-    elif fmt == "audio":
-        dataset = ray.data.read_audio(path, include_paths=True)
+    elif fmt in FILE_FORMATS:
+        # Files are read as bytes and decoded in the job's decode stage, one by one: Ray's
+        # read_images and read_audio would stop the whole job at the first corrupt file.
+        suffixes = {"images": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES}.get(fmt)
+        dataset = ray.data.read_binary_files(path, include_paths=True, file_extensions=suffixes)
     elif fmt == "hf":
         dataset = _read_saved_hf_dataset(path, spec.split)
     else:  # the spec's Literal makes this unreachable; kept so a new format cannot slip through

@@ -10,7 +10,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from jobs.decode import DECODED_COLUMN, decoded_values
 from jobs.jsonl import READ_ERROR_COLUMN
+from jobs.readers import FILE_BYTES, FILE_FORMATS, input_columns
 from pipefleet.errors import RowError
 from pipefleet.outputs import split_outcomes, to_arrow
 
@@ -66,7 +68,12 @@ class AnnotateBatch:
         # One actor per CPU slot: threads beyond the slot only fight the other actors.
         torch.set_num_threads(max(1, int(spec.compute.num_cpus)))
         self.handler = handler_class(spec.task)(spec)
-        self.columns = self.handler.column_map(spec.input.columns)
+        self.columns = input_columns(spec.input, type(self.handler))
+        self.main_column = self.columns[self.handler.input_names[0]]
+        # Not written back: the decode stage's hidden column, and the bytes of files that stay where they are.
+        self.dropped = [DECODED_COLUMN, READ_ERROR_COLUMN]
+        if spec.input.resolved_format() in FILE_FORMATS:
+            self.dropped.append(FILE_BYTES)
         self.output_column = spec.output.column or self.handler.output_column
         self.handler.setup()
         self.arrow_type = self.handler.arrow_type(spec.params, tuple(self.columns))
@@ -77,8 +84,7 @@ class AnnotateBatch:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         began_at = time.time()
-        needed = [c for c in dict.fromkeys(self.columns.values()) if c in batch.column_names]
-        rows = batch.select(needed).to_pylist()
+        rows = self._rows(batch)
         inputs = [self.handler.input_from_row(row, self.columns) for row in rows]
         read_errors = batch.column(READ_ERROR_COLUMN).to_pylist() if READ_ERROR_COLUMN in batch.column_names else []
         readable = [i for i in range(len(rows)) if not (read_errors and read_errors[i])]
@@ -91,10 +97,24 @@ class AnnotateBatch:
             self.stats.record.remote(
                 self.worker, len(rows), sum(e is not None for e in errors), self.handler.stats.oom_splits, began_at
             )
-        batch = _drop(batch, [self.output_column, ERROR_COLUMN, READ_ERROR_COLUMN])
+        batch = _drop(batch, [self.output_column, ERROR_COLUMN, *self.dropped])
         return batch.append_column(self.output_column, output).append_column(
             ERROR_COLUMN, pa.array(errors, pa.string())
         )
+
+    def _rows(self, batch: pa.Table) -> list[dict[str, Any]]:
+        """Each row's input columns; the main input from the decode stage's arrays when it ran."""
+        decoded = decoded_values(batch, self.handler.media) if DECODED_COLUMN in batch.column_names else None
+        needed = [
+            c
+            for c in dict.fromkeys(self.columns.values())
+            if c in batch.column_names and not (decoded is not None and c == self.main_column)
+        ]
+        rows = batch.select(needed).to_pylist() if needed else [{} for _ in range(batch.num_rows)]
+        if decoded is not None:
+            for row, value in zip(rows, decoded):
+                row[self.main_column] = value
+        return rows
 
     def _typed_column(self, values: list[Any], errors: list[str | None]) -> pa.Array:
         try:

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import pyarrow as pa
+
 from pipefleet.errors import BadInput, ModelError, RowError
 from pipefleet.params import Check, check_values
 from pipefleet.runner import RunStats, Unpad, run_pipeline
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from transformers import Pipeline
 
     from pipefleet.spec import Spec
@@ -28,6 +29,7 @@ Params = Mapping[str, Any]
 # cost of a pass grows with its padded size, so long rows gain nothing from sharing one; 2048
 # measured best for MiniLM on mixed-length text (bench/batch.py). GPUs want big passes: no cap.
 CPU_BATCH_TOKENS = 2048
+LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])  # the classifiers' output item
 
 
 class TaskHandler:

@@ -92,6 +92,27 @@ def load_pipeline(spec: "Spec", hf_task: str) -> "Pipeline":
         raise FatalError(f"cannot load {what}: {type(exc).__name__}: {exc}") from exc
 
 
+def sampling_rate(spec: "Spec", hf_task: str) -> int:
+    """The audio sampling rate the spec's model expects, read from its feature extractor alone.
+
+    The job resamples audio to it in a CPU stage before the model's actors, so the model is not loaded here.
+    """
+    from transformers import AutoFeatureExtractor
+    from transformers.pipelines import check_task
+
+    model = resolve_model(spec.model, spec.revision)
+    revision = spec.revision
+    if model is None:  # the task's default model, as pipeline() would pick it
+        model, revision = check_task(hf_task)[1]["default"]["model"]["pt"]
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(
+            model, revision=revision, token=os.environ.get("HF_TOKEN") or None, trust_remote_code=spec.trust_remote_code
+        )
+    except Exception as exc:
+        raise FatalError(f"cannot read the feature extractor of {model}: {type(exc).__name__}: {exc}") from exc
+    return int(extractor.sampling_rate)
+
+
 def model_identity(pipe: "Pipeline", spec: "Spec") -> dict[str, str | None]:
     """Model name and revision as loaded, for manifests and ``GET /``."""
     config = getattr(pipe.model, "config", None)

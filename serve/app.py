@@ -64,7 +64,7 @@ def checked_call(route: Route, call: Call) -> Call:
     except BadInput as exc:
         raise HTTPProblem(400, str(exc)) from None
     if route.handler.media:
-        decoded = binary_inputs(call.inputs, route.spec.serve.allow_remote_inputs)
+        decoded = binary_inputs(call.inputs, route.spec.serve.allow_remote_inputs, route.handler.input_names[0])
         call = Call(decoded, call.single, call.parameters, call.stream)
     if call.stream and (route.spec.task != "text-generation" or not call.single):
         raise HTTPProblem(400, '"stream": true works for text-generation with one input')

@@ -146,12 +146,17 @@ def binary_input(value: Any, allow_remote: bool) -> Any:
     )
 
 
-def binary_inputs(inputs: list[Any], allow_remote: bool) -> list[Any]:
-    """:func:`binary_input` for each input; a refused one is raised with its position."""
+def binary_inputs(inputs: list[Any], allow_remote: bool, field: str) -> list[Any]:
+    """:func:`binary_input` for each input, or for its ``field`` when it is an object
+    (``{"image": "<base64>", "candidate_labels": [...]}``); a refused one is raised with its position.
+    """
     decoded = []
     for index, value in enumerate(inputs):
         try:
-            decoded.append(binary_input(value, allow_remote))
+            if isinstance(value, dict) and field in value:
+                decoded.append({**value, field: binary_input(value[field], allow_remote)})
+            else:
+                decoded.append(binary_input(value, allow_remote))
         except BadInput as exc:
             raise HTTPProblem(422, f"input {index}: {exc}") from None
     return decoded

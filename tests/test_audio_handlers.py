@@ -7,7 +7,7 @@ import pytest
 from transformers import pipeline
 
 from pipefleet.errors import BadInput, RowError
-from pipefleet.tasks.audio import to_audio
+from pipefleet.media import to_audio
 from tests.audio_samples import long_recording, recordings, tone, wav_bytes
 from tests.oracle import assert_matches
 from tests.tiny_models import SAMPLING_RATE

@@ -9,10 +9,9 @@ import pyarrow as pa
 
 from pipefleet import params as P
 from pipefleet.errors import BadInput
-from pipefleet.handler import Params, TaskHandler, split_row_labels
+from pipefleet.handler import LABEL_SCORE, Params, TaskHandler, split_row_labels
 from pipefleet.registry import register
 
-_LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
 _TOKENIZER_PARAMS = {"truncation": P.boolean(), "max_length": P.integer(1), "padding": P.boolean()}
 
 
@@ -48,7 +47,7 @@ class TextClassificationHandler(TaskHandler):
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         # pipeline() returns one {label, score} per text unless top_k is given, then a list.
-        return pa.list_(_LABEL_SCORE) if "top_k" in params else _LABEL_SCORE
+        return pa.list_(LABEL_SCORE) if "top_k" in params else LABEL_SCORE
 
 
 @register

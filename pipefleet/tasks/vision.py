@@ -2,69 +2,18 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from pipefleet import params as P
-from pipefleet.errors import BadInput
-from pipefleet.handler import Params, TaskHandler, split_row_labels
+from pipefleet.handler import LABEL_SCORE, Params, TaskHandler, split_row_labels
+from pipefleet.media import png_bytes, to_image
 from pipefleet.registry import register
 
-MAX_PIXELS = 50_000_000  # a decompression bomb guard: larger images are refused, not decoded
-_LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
 _BOX = pa.struct([("xmin", pa.int64()), ("ymin", pa.int64()), ("xmax", pa.int64()), ("ymax", pa.int64())])
 _DETECTIONS = pa.list_(pa.struct([("score", pa.float64()), ("label", pa.string()), ("box", _BOX)]))
-
-
-def to_image(value: Any, task: str) -> Any:
-    """A PIL image from bytes, an array or a PIL image; strings (paths, URLs) pass through to the pipeline."""
-    from PIL import Image
-
-    if value is None:
-        raise BadInput(f"{task}: image is missing (null)")
-    if isinstance(value, str):
-        if not value.strip():
-            raise BadInput(f"{task}: image path is empty")
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        if not value:
-            raise BadInput(f"{task}: image has zero bytes")
-        try:
-            with Image.open(io.BytesIO(bytes(value))) as probe:
-                _check_size(probe.size, task)
-                probe.load()
-                return probe.convert("RGB")
-        except BadInput:
-            raise
-        except Exception as exc:  # PIL raises many types for bad data
-            raise BadInput(f"{task}: not a decodable image ({type(exc).__name__}: {exc})") from None
-    if hasattr(value, "shape"):  # an array, as Ray Data's read_images gives
-        try:
-            image = Image.fromarray(value)
-        except Exception as exc:
-            raise BadInput(f"{task}: array of shape {value.shape} is not an image ({exc})") from None
-        _check_size(image.size, task)
-        return image.convert("RGB")
-    if isinstance(value, Image.Image):
-        _check_size(value.size, task)
-        return value
-    raise BadInput(f"{task}: an image must be bytes, an array or a path, got {type(value).__name__}")
-
-
-def _check_size(size: tuple[int, int], task: str) -> None:
-    width, height = size
-    if width * height > MAX_PIXELS:
-        raise BadInput(f"{task}: image of {width} x {height} pixels is over the limit of {MAX_PIXELS} pixels")
-
-
-def png_bytes(image: Any) -> bytes:
-    """A PIL image (a mask, a depth map) as PNG bytes: lossless, and a binary column offline, base64 online."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class ImageHandler(TaskHandler):
@@ -90,7 +39,7 @@ class ImageClassificationHandler(ImageHandler):
     output_column = "classification"
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
-        return pa.list_(_LABEL_SCORE)
+        return pa.list_(LABEL_SCORE)
 
 
 @register
@@ -132,7 +81,7 @@ class ZeroShotImageClassificationHandler(ImageHandler):
         return to_image(raw, self.task), params
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
-        return pa.list_(_LABEL_SCORE)
+        return pa.list_(LABEL_SCORE)
 
 
 @register
