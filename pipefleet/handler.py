@@ -165,9 +165,13 @@ class TaskHandler:
     def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
         """The hot path: the pipeline's own stages, batched across rows (see :mod:`pipefleet.runner`)."""
         outcomes = run_pipeline(
-            self.pipe, inputs, row_params, self.spec.batch_size, self.stats, self.max_batch_tokens(), self.unpad()
+            self.pipe, inputs, row_params, self.batch_size(), self.stats, self.max_batch_tokens(), self.unpad()
         )
         return [o if isinstance(o, RowError) else self.finish(o) for o in outcomes]
+
+    def batch_size(self) -> int:
+        """Rows per forward pass: the spec's, unless the model cannot batch without changing its outputs."""
+        return self.spec.batch_size
 
     def unpad(self) -> "Unpad | None":
         """For models with an output per input frame: cut what batch padding added (see :mod:`pipefleet.runner`)."""

@@ -17,6 +17,9 @@ import numpy as np
 from pipefleet.errors import BadInput
 
 MAX_PIXELS = 50_000_000  # a decompression bomb guard: larger images are refused, not decoded
+# A side of one pixel holds nothing to recognise, and image processors read a (1, 1, 3) array's
+# first axis as its channels; such images are refused rather than stretched.
+MIN_SIDE = 2
 MAX_AUDIO_S = 4 * 3600  # longer recordings are refused, not decoded into memory
 
 
@@ -82,6 +85,8 @@ def _check_size(size: tuple[int, int], task: str) -> None:
     width, height = size
     if width * height > MAX_PIXELS:
         raise BadInput(f"{task}: image of {width} x {height} pixels is over the limit of {MAX_PIXELS} pixels")
+    if min(width, height) < MIN_SIDE:
+        raise BadInput(f"{task}: image of {width} x {height} pixels is too small (at least {MIN_SIDE} a side)")
 
 
 def png_bytes(image: Any) -> bytes:
@@ -174,3 +179,15 @@ def _resampled(array: np.ndarray, rate: int, target: int, task: str) -> np.ndarr
     if resampled.size == 0:
         raise BadInput(f"{task}: audio is too short to resample from {rate} Hz to {target} Hz")
     return resampled
+
+
+def wav_bytes(samples: Any, sampling_rate: int) -> bytes:
+    """Generated audio as a WAV file of 32-bit floats, so no sample changes on the way."""
+    import soundfile
+
+    array = np.asarray(samples, dtype=np.float32)
+    if array.ndim == 2 and array.shape[0] < array.shape[1]:  # pipelines give (channels, samples); files want it turned
+        array = array.T
+    buffer = io.BytesIO()
+    soundfile.write(buffer, array, int(sampling_rate), format="WAV", subtype="FLOAT")
+    return buffer.getvalue()

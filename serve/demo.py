@@ -12,11 +12,15 @@ module unless a spec sets ``serve.demo: true``.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from pipefleet.errors import FatalError
 from serve.requests import HTTPProblem
@@ -113,12 +117,23 @@ def _output_widget(gr: Any, task: str) -> Any:
         return gr.HighlightedText(label="entities")
     if task == "text-generation":
         return gr.Textbox(label="generated text", lines=6)
+    if task == "automatic-speech-recognition":
+        return gr.Textbox(label="transcript", lines=6)
+    if task in _DRAWN_ON_IMAGE:
+        return gr.AnnotatedImage(label="result")
+    if task == "depth-estimation":
+        return gr.Image(label="depth", type="pil")
     return gr.JSON(label="result")
 
 
 def present(task: str, raw: Any, output: Any) -> Any:
     """A row's output (as the API returns it) in the form its Gradio widget draws."""
-    if task in ("text-classification", "image-classification", "audio-classification"):
+    if task in (
+        "text-classification",
+        "image-classification",
+        "zero-shot-image-classification",
+        "audio-classification",
+    ):
         rows = output if isinstance(output, list) else [output]
         return {row["label"]: row["score"] for row in rows}
     if task == "zero-shot-classification":
@@ -133,6 +148,19 @@ def present(task: str, raw: Any, output: Any) -> Any:
                 for row in output
             ],
         }
+    if task == "automatic-speech-recognition":
+        lines = [
+            f"[{_seconds(c['timestamp'][0])} - {_seconds(c['timestamp'][1])}] {c['text']}"
+            for c in output.get("chunks", [])
+        ]
+        return "\n".join([output["text"], *([""] + lines if lines else [])])
+    if task in ("object-detection", "zero-shot-object-detection"):
+        boxes = [((o["box"]["xmin"], o["box"]["ymin"], o["box"]["xmax"], o["box"]["ymax"]), o["label"]) for o in output]
+        return (raw, boxes)
+    if task == "image-segmentation":
+        return (raw, [(np.asarray(_png(s["mask"]), dtype=np.float32) / 255, s["label"]) for s in output])
+    if task == "depth-estimation":
+        return _png(output["depth"])
     return output
 
 
@@ -141,8 +169,21 @@ _LABEL_TASKS = {
     "zero-shot-classification",
     "fill-mask",
     "image-classification",
+    "zero-shot-image-classification",
     "audio-classification",
 }
+_DRAWN_ON_IMAGE = {"object-detection", "zero-shot-object-detection", "image-segmentation"}
+
+
+def _png(encoded: str) -> Any:
+    """A PNG that the API sent as base64 (masks, depth maps), as a PIL image."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(encoded)))
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
 
 
 def _parameters(text: str) -> dict[str, Any]:

@@ -39,3 +39,15 @@ def test_example_spec_loads():
 
     spec = load_spec(REPO / "examples" / "minilm-embeddings.yaml")
     assert spec.task == "feature-extraction" and spec.input.resolved_format() == "parquet"
+
+
+def test_every_example_spec_is_valid():
+    from pipefleet.spec import load_spec
+
+    formats = {}
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        spec = load_spec(path)
+        formats[path.stem] = (spec.task, spec.input.resolved_format())
+    assert formats["image-classification"] == ("image-classification", "images")
+    assert formats["speech-recognition"] == ("automatic-speech-recognition", "audio")
+    assert formats["zero-shot-images"] == ("zero-shot-image-classification", "parquet")

@@ -15,10 +15,12 @@ import httpx
 import pytest
 
 from serve.demo import present
+from tests.audio_samples import recordings, wav_bytes
 from tests.support import free_port
 from tests.test_vision_handlers import drawn_images, png_bytes
 
 pytestmark = pytest.mark.serve
+ASR = "automatic-speech-recognition"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "demo"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Headless flags that keep Chromium off the network this machine does not have.
@@ -60,6 +62,7 @@ def demo(local_ray, tiny_model):
         _spec(
             "text-generation", tiny_model("text-generation"), "/generate", {"max_new_tokens": 12, "do_sample": False}
         ),
+        _spec(ASR, tiny_model(ASR), "/transcribe", {"return_timestamps": "word"}),
         _spec(
             "text-classification",
             tiny_model("text-classification"),
@@ -139,6 +142,19 @@ def test_image_upload_on_the_page_equals_the_api(page, demo, tmp_path):
     assert shown_labels(panel) == {row["label"]: percent(row["score"]) for row in api}
 
 
+def test_audio_upload_shows_the_transcript_with_timestamps(page, demo, tmp_path):
+    recording = tmp_path / "speech.wav"
+    recording.write_bytes(wav_bytes(recordings()[2]))
+    api = httpx.post(f"{demo}/transcribe", files={"inputs": recording.read_bytes()}, timeout=60).json()
+    panel = open_tab(page, "/transcribe")
+    panel.locator("input[type=file]").set_input_files(str(recording))
+    panel.locator("audio").first.wait_for(state="attached", timeout=30_000)  # the upload is in place
+    panel.get_by_role("button", name="Run").click()
+    transcript = panel.get_by_label("transcript")
+    want = present(ASR, str(recording), api)
+    page.wait_for_function("([el, want]) => el.value === want", arg=[transcript.element_handle(), want], timeout=30_000)
+
+
 def test_entities_are_highlighted_in_the_text(page, demo):
     text = "Alice Smith flew from Paris to Berlin with Bob"
     api = httpx.post(f"{demo}/ner", json={"inputs": text}, timeout=60).json()
@@ -207,6 +223,21 @@ def shows_message(page, text: str) -> None:
             {"text": "Ann met Bo", "entities": [{"entity": "PER", "start": 0, "end": 3}]},
         ),
         ("feature-extraction", "t", [0.1, 0.2], [0.1, 0.2]),
+        (
+            "automatic-speech-recognition",
+            "a.wav",
+            {
+                "text": "hi there",
+                "chunks": [{"text": "hi", "timestamp": [0.0, 0.4]}, {"text": "there", "timestamp": [0.5, None]}],
+            },
+            "hi there\n\n[0.00 - 0.40] hi\n[0.50 - ?] there",
+        ),
+        (
+            "object-detection",
+            "a.png",
+            [{"score": 0.9, "label": "cat", "box": {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 40}}],
+            ("a.png", [((1, 2, 30, 40), "cat")]),
+        ),
     ],
 )
 def test_outputs_are_drawn_in_their_widgets_form(task, raw, output, shown):

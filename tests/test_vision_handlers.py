@@ -44,11 +44,28 @@ def test_image_classification_equals_pipeline(tiny_model, make_handler, batch_si
 def test_bad_images_are_row_errors(tiny_model, make_handler):
     handler = make_handler("image-classification", tiny_model("image-classification"))
     good = png_bytes(drawn_images()[0])
-    outcomes = handler.predict([good, good[:40], b"not an image at all", b"", None, good])
+    tiny = png_bytes(Image.new("RGB", (1, 1), "red"))
+    claims = [png_claiming(9_000, 9_000), png_claiming(20_000, 20_000)]
+    outcomes = handler.predict([good, good[:40], b"not an image at all", b"", None, tiny, *claims, good])
     messages = [o.message if isinstance(o, RowError) else None for o in outcomes]
-    assert messages[0] is None and messages[5] is None
+    assert messages[0] is None and messages[-1] is None
     assert "not a decodable image" in messages[1] and "not a decodable image" in messages[2]
     assert "zero bytes" in messages[3] and "missing" in messages[4]
+    assert "1 x 1 pixels is too small" in messages[5]
+    assert "9000 x 9000 pixels is over the limit" in messages[6]
+    assert "decompression bomb" in messages[7]  # Pillow's own guard, at twice its warning size
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height``: what a decompression bomb looks like at first."""
+    import struct
+    import zlib
+
+    data = bytearray(png_bytes(Image.new("L", (8, 8))))
+    header = struct.pack(">II", width, height) + bytes(data[24:29])  # IHDR: size, then depth, colour, ...
+    data[16:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    return bytes(data)
 
 
 def _decoded(png: bytes) -> np.ndarray:

@@ -18,6 +18,7 @@ SENTIMENT_LABELS = ["NEGATIVE", "POSITIVE", "NEUTRAL"]
 NLI_LABELS = ["entailment", "neutral", "contradiction"]
 IMAGE_LABELS = ["cat", "dog", "bird", "fish"]
 SOUND_LABELS = ["speech", "music", "noise", "silence"]
+ACTION_LABELS = ["run", "jump", "sit"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
@@ -259,6 +260,83 @@ def _depth_estimation(folder: Path):
     return tf.DPTForDepthEstimation(config), [tf.DPTImageProcessor(size={"height": 32, "width": 32})]
 
 
+def _zero_shot_audio_classification(folder: Path):
+    import transformers as tf
+
+    text = {
+        "vocab_size": 30522,
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 80,
+        "pad_token_id": 0,
+    }
+    audio = {
+        "window_size": 4,
+        "num_mel_bins": 16,
+        "spec_size": 64,
+        "patch_size": 2,
+        "patch_stride": 2,
+        "hidden_size": 32,
+        "patch_embeds_hidden_size": 16,
+        "depths": [2, 2],
+        "num_attention_heads": [2, 2],
+        "num_hidden_layers": 2,
+        "enable_fusion": False,
+    }
+    config = tf.ClapConfig(text_config=text, audio_config=audio, projection_dim=32)
+    # Without fusion the model takes one spectrogram channel; recordings past max_length_s would be
+    # cut at a random place, so it is longer than any test recording.
+    features = tf.ClapFeatureExtractor(
+        feature_size=16,
+        sampling_rate=SAMPLING_RATE,
+        max_length_s=3,
+        hop_length=200,  # 3 s make 241 frames, within the audio tower's 64 x 4
+        fft_window_size=400,
+        truncation="rand_trunc",
+    )
+    # CLAP's text tower takes no token_type_ids, which WordPiece would otherwise send.
+    tokenizer = tf.AutoTokenizer.from_pretrained(minilm_path(), model_input_names=["input_ids", "attention_mask"])
+    return tf.ClapModel(config), [tokenizer, features]
+
+
+def _text_to_audio(folder: Path):
+    import transformers as tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = folder / "vocab.json"
+    vocab.write_text(
+        json.dumps({token: index for index, token in enumerate(["<pad>", *"abcdefghijklmnopqrstuvwxyz '"])})
+    )
+    tokenizer = tf.VitsTokenizer(str(vocab), add_blank=True, normalize=True, phonemize=False)
+    config = tf.VitsConfig(
+        vocab_size=29,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        ffn_dim=16,
+        flow_size=8,
+        spectrogram_bins=16,
+        upsample_initial_channel=16,
+        upsample_rates=[4, 4],
+        upsample_kernel_sizes=[8, 8],
+        resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+        depth_separable_channels=2,
+        depth_separable_num_layers=2,
+        duration_predictor_filter_channels=16,
+        prior_encoder_num_wavenet_layers=2,
+        posterior_encoder_num_wavenet_layers=2,
+        window_size=4,
+        sampling_rate=SAMPLING_RATE,
+        # No sampling noise: the same text gives the same waveform, so outputs can be compared.
+        noise_scale=0.0,
+        noise_scale_duration=0.0,
+    )
+    return tf.VitsModel(config), [tokenizer]
+
+
 def _audio_classification(folder: Path):
     import transformers as tf
 
@@ -277,6 +355,57 @@ def _speech_recognition(folder: Path):
     return model, [tokenizer, _audio_features()]
 
 
+def _table_question_answering(folder: Path):
+    import transformers as tf
+
+    config = tf.TapasConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=128,
+        type_vocab_sizes=[3, 256, 256, 2, 256, 256, 10],
+        num_aggregation_labels=4,
+        aggregation_labels={0: "NONE", 1: "SUM", 2: "AVERAGE", 3: "COUNT"},
+        use_answer_as_supervision=True,
+    )
+    tokenizer = tf.TapasTokenizer(str(Path(minilm_path()) / "vocab.txt"), model_max_length=128)
+    return tf.TapasForQuestionAnswering(config), [tokenizer]
+
+
+def _document_question_answering(folder: Path):
+    import transformers as tf
+
+    config = tf.LayoutLMConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=512,
+    )
+    return tf.LayoutLMForQuestionAnswering(config), [_wordpiece()]  # no image processor: the pipeline runs OCR
+
+
+def _video_classification(folder: Path):
+    import transformers as tf
+
+    config = tf.VideoMAEConfig(
+        image_size=32,
+        patch_size=8,
+        num_frames=4,
+        tubelet_size=2,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        **_labels(ACTION_LABELS),
+    )
+    processor = tf.VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return tf.VideoMAEForVideoClassification(config), [processor]
+
+
 BUILDERS: dict[str, Callable[[Path], tuple[Any, list[Any]]]] = {
     "text-classification": _text_classification,
     "zero-shot-classification": _zero_shot,
@@ -293,6 +422,11 @@ BUILDERS: dict[str, Callable[[Path], tuple[Any, list[Any]]]] = {
     "depth-estimation": _depth_estimation,
     "audio-classification": _audio_classification,
     "automatic-speech-recognition": _speech_recognition,
+    "zero-shot-audio-classification": _zero_shot_audio_classification,
+    "text-to-audio": _text_to_audio,
+    "table-question-answering": _table_question_answering,
+    "document-question-answering": _document_question_answering,
+    "video-classification": _video_classification,
 }
 
 

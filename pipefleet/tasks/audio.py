@@ -9,8 +9,8 @@ from typing import Any
 import pyarrow as pa
 
 from pipefleet import params as P
-from pipefleet.handler import LABEL_SCORE, Params, TaskHandler
-from pipefleet.media import to_audio
+from pipefleet.handler import LABEL_SCORE, Params, TaskHandler, split_row_labels
+from pipefleet.media import to_audio, wav_bytes
 from pipefleet.registry import register
 from pipefleet.runner import Unpad
 
@@ -77,3 +77,41 @@ class SpeechRecognitionHandler(AudioHandler):
         if params.get("return_language"):
             fields.append(("language", pa.string()))
         return pa.struct(fields)
+
+
+@register
+class ZeroShotAudioClassificationHandler(AudioHandler):
+    """Scores for caller-given labels (CLAP-style models), from params or per row."""
+
+    task = "zero-shot-audio-classification"
+    input_names = ("audio", "candidate_labels")
+    parameters = {"candidate_labels": P.texts(), "hypothesis_template": P.text()}
+    output_column = "zero_shot"
+
+    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        raw, params = split_row_labels(raw, params, "audio", self.task)
+        return super().prepare(raw, params)
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        return pa.list_(LABEL_SCORE)
+
+
+@register
+class TextToAudioHandler(TaskHandler):
+    """Speech or music for a text: a WAV file (32-bit float, the model's samples exactly) and its rate."""
+
+    task = "text-to-audio"
+    aliases = ("text-to-speech",)
+    parameters = {"forward_params": P.mapping(), "generate_kwargs": P.mapping(), "preprocess_params": P.mapping()}
+    output_column = "speech"
+
+    def batch_size(self) -> int:
+        # VITS-style models return one padded waveform per batch and no lengths to cut it by,
+        # so each text runs alone; models that generate (MusicGen, Bark) batch as usual.
+        return 1 if getattr(self.pipe.model.config, "model_type", "") == "vits" else self.spec.batch_size
+
+    def finish(self, output: Any) -> Any:
+        return {"audio": wav_bytes(output["audio"], output["sampling_rate"]), "sampling_rate": output["sampling_rate"]}
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        return pa.struct([("audio", pa.binary()), ("sampling_rate", pa.int64())])

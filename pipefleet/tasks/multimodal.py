@@ -1,0 +1,184 @@
+"""Tasks that read several inputs together: document and table question answering, and video."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from pipefleet import params as P
+from pipefleet.errors import BadInput
+from pipefleet.handler import LABEL_SCORE, Params, TaskHandler
+from pipefleet.media import to_image
+from pipefleet.registry import register
+
+_ANSWER = pa.struct([("score", pa.float64()), ("answer", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
+
+
+def _row_fields(raw: Any, task: str, names: Sequence[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise BadInput(f"{task}: an input is an object with {', '.join(names)}, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise BadInput(f"{task}: unknown input key(s) {unknown}; an input has {', '.join(names)}")
+    return raw
+
+
+@register
+class DocumentQuestionAnsweringHandler(TaskHandler):
+    """Answers to a question about a document image: its words come from Tesseract OCR, or from the caller.
+
+    ``word_boxes`` (``[[word, [x0, y0, x1, y1]], ...]``, boxes on a 0-1000 scale) skip the OCR;
+    with them the image may be left out.
+    """
+
+    task = "document-question-answering"
+    input_names = ("image", "question", "word_boxes")
+    media = "image"
+    parameters = {
+        "top_k": P.integer(1),
+        "doc_stride": P.integer(1),
+        "max_answer_len": P.integer(1),
+        "max_seq_len": P.integer(1),
+        "max_question_len": P.integer(1),
+        "handle_impossible_answer": P.boolean(),
+        "lang": P.text(),
+        "tesseract_config": P.text(),
+        "timeout": P.number(0),
+    }
+    output_column = "answers"
+
+    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        row = _row_fields(raw, self.task, self.input_names)
+        question = self.text(row.get("question"), "question")
+        word_boxes = row.get("word_boxes")
+        prepared: dict[str, Any] = {"question": question}
+        if word_boxes is not None:
+            prepared["word_boxes"] = _checked_word_boxes(word_boxes, self.task)
+        if row.get("image") is not None or word_boxes is None:
+            prepared["image"] = to_image(row.get("image"), self.task)
+        return prepared, params
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        return pa.list_(_ANSWER)
+
+
+def _checked_word_boxes(value: Any, task: str) -> list[tuple[str, list[int]]]:
+    words = []
+    if not isinstance(value, list) or not value:
+        raise BadInput(f"{task}: word_boxes must be a non-empty list of [word, [x0, y0, x1, y1]]")
+    for index, item in enumerate(value):
+        ok = isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+        box = item[1] if ok else None
+        if not ok or not isinstance(box, (list, tuple)) or len(box) != 4:
+            raise BadInput(f"{task}: word_boxes[{index}] must be [word, [x0, y0, x1, y1]]")
+        if not all(isinstance(x, (int, float)) and 0 <= x <= 1000 for x in box):
+            raise BadInput(f"{task}: word_boxes[{index}] has a box outside 0-1000: {box}")
+        words.append((item[0], [int(x) for x in box]))
+    return words
+
+
+@register
+class TableQuestionAnsweringHandler(TaskHandler):
+    """Answers to a question about a table (TAPAS-style models): cells, their coordinates, an aggregator."""
+
+    task = "table-question-answering"
+    input_names = ("table", "query")
+    parameters = {"sequential": P.boolean(), "padding": P.boolean(), "truncation": P.flag_or_choice("drop_rows_to_fit")}
+    output_column = "answer"
+
+    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        import pandas as pd
+
+        row = _row_fields(raw, self.task, self.input_names)
+        query = self.text(row.get("query"), "query")
+        table = row.get("table")
+        if isinstance(table, dict) and table and all(isinstance(v, list) for v in table.values()):
+            if len({len(v) for v in table.values()}) != 1:
+                raise BadInput(f"{self.task}: the table's columns have different lengths")
+            frame = pd.DataFrame(table)
+        elif isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
+            frame = pd.DataFrame(table)
+        else:
+            raise BadInput(f"{self.task}: table must be columns ({{name: [cells]}}) or rows ([{{name: cell}}])")
+        # TAPAS reads cells as text, as pipeline() does for a table of strings.
+        return {"table": frame.fillna("").astype(str), "query": query}, params
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        return pa.struct(
+            [
+                ("answer", pa.string()),
+                ("coordinates", pa.list_(pa.list_(pa.int64()))),
+                ("cells", pa.list_(pa.string())),
+                ("aggregator", pa.string()),
+            ]
+        )
+
+
+@register
+class VideoClassificationHandler(TaskHandler):
+    """Labels with scores for a video, from ``num_frames`` frames sampled every ``frame_sampling_rate``.
+
+    Videos are decoded by PyAV (``pip install av``), which the pipeline opens by path: bytes are
+    written to a temporary file for the call.
+    """
+
+    task = "video-classification"
+    input_names = ("video",)
+    media = "video"
+    parameters = {
+        "top_k": P.integer(1),
+        "num_frames": P.integer(1),
+        "frame_sampling_rate": P.integer(1),
+        "function_to_apply": P.choice("sigmoid", "softmax", "none"),
+    }
+    output_column = "classification"
+
+    def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
+        with tempfile.TemporaryDirectory(prefix="pipefleet-video-") as folder:
+            paths = [_video_file(value, folder, index) for index, value in enumerate(inputs)]
+            return super().run(paths, row_params)
+
+    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        if raw is None:
+            raise BadInput(f"{self.task}: video is missing (null)")
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            if not raw:
+                raise BadInput(f"{self.task}: video has zero bytes")
+            _check_video(bytes(raw), self.task)
+            return bytes(raw), params
+        if isinstance(raw, str) and raw.strip():
+            return raw, params
+        raise BadInput(f"{self.task}: a video is file bytes or a path, got {type(raw).__name__}")
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        return pa.list_(LABEL_SCORE)
+
+
+def _check_video(data: bytes, task: str) -> None:
+    """BadInput unless PyAV finds a video stream with frames in ``data``."""
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise BadInput(f"{task}: the file holds no video stream")
+            next(container.decode(video=0))
+    except BadInput:
+        raise
+    except Exception as exc:  # PyAV raises its own error types for data it cannot read
+        raise BadInput(f"{task}: not a decodable video ({type(exc).__name__}: {exc})") from None
+
+
+def _video_file(value: Any, folder: str, index: int) -> Any:
+    if not isinstance(value, bytes):
+        return value
+    path = os.path.join(folder, f"{index}.video")
+    with open(path, "wb") as file:
+        file.write(value)
+    return path
