@@ -16,6 +16,7 @@ corpus needs:
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -50,7 +51,9 @@ def group_rows(row_params: Sequence[Mapping[str, Any]]) -> Iterator[list[int]]:
 
 def stage_params(pipe: "Pipeline", params: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     """The preprocess/forward/postprocess parameters, merged over the pipeline's own as ``__call__`` does."""
-    pre, fwd, post = pipe._sanitize_parameters(**params)
+    # A copy: some pipelines write into the dicts they are given (generate_kwargs), which would
+    # change the spec's parameters for every later call.
+    pre, fwd, post = pipe._sanitize_parameters(**copy.deepcopy(dict(params)))
     return (
         {**pipe._preprocess_params, **pre},
         {**pipe._forward_params, **fwd},

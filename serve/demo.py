@@ -17,6 +17,7 @@ import io
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,25 +60,20 @@ def mount_demo(app: "FastAPI", routes: list["Route"], run: Run, stream: Stream) 
 
 
 def _tab(gr: Any, route: "Route", run: Run, stream: Stream) -> None:
-    handler, spec = route.handler, route.spec
+    spec = route.spec
     model = spec.model or "the task's default model"
     gr.Markdown(f"**{spec.task}** with `{model}` at `POST {spec.route}`")
-    value = _input_widget(gr, handler)
-    labels = (
-        gr.Textbox(label="candidate labels (comma-separated; empty: the spec's)")
-        if "candidate_labels" in handler.input_names
-        else None
-    )
+    form = _form(gr, route)
     with gr.Accordion("parameters", open=False):
         parameters = gr.Code(value=json.dumps(spec.params, indent=2), language="json", label="parameters (JSON)")
         token = gr.Textbox(label="bearer token", type="password", visible=route.token is not None)
     button = gr.Button("Run", variant="primary")
     output = _output_widget(gr, spec.task)
-    widgets = [value, parameters, token] + ([labels] if labels is not None else [])
+    widgets = [parameters, token, *form.widgets]
 
     if spec.task == "text-generation":
 
-        async def generate(text: str, params_json: str, bearer: str, *_: Any) -> AsyncIterator[str]:
+        async def generate(params_json: str, bearer: str, text: str) -> AsyncIterator[str]:
             produced = ""
             try:
                 async for piece in stream(route, text, _parameters(params_json), bearer or None):
@@ -89,25 +85,52 @@ def _tab(gr: Any, route: "Route", run: Run, stream: Stream) -> None:
         button.click(generate, widgets, output, api_name=_api_name(spec.route))
         return
 
-    async def predict(raw: Any, params_json: str, bearer: str, candidate_labels: str = "") -> Any:
+    async def predict(params_json: str, bearer: str, *values: Any) -> Any:
         try:
-            params = _parameters(params_json)
-            if candidate_labels.strip():
-                params["candidate_labels"] = [label.strip() for label in candidate_labels.split(",") if label.strip()]
-            result = await run(route, _read_upload(raw, route), params, bearer or None)
+            raw, extra = form.build(list(values))
+            result = await run(route, raw, {**_parameters(params_json), **extra}, bearer or None)
         except HTTPProblem as exc:
             raise gr.Error(_message(exc)) from None
-        return present(spec.task, raw, result)
+        return present(spec.task, values[0], result)
 
     button.click(predict, widgets, output, api_name=_api_name(spec.route))
 
 
-def _input_widget(gr: Any, handler: type) -> Any:
-    if handler.media == "image":
+@dataclass
+class Form:
+    """A tab's input widgets, and how their values become one API input plus parameters."""
+
+    widgets: list[Any]
+    build: Callable[[list[Any]], tuple[Any, dict[str, Any]]]
+
+
+def _form(gr: Any, route: "Route") -> Form:
+    task, media = route.spec.task, route.handler.media
+    if task == "document-question-answering":
+        image, question = _media_widget(gr, "image"), gr.Textbox(label="question")
+        return Form([image, question], lambda v: ({"image": _read_upload(v[0], route), "question": v[1]}, {}))
+    if task == "table-question-answering":
+        table = gr.Dataframe(label="table", value=[["Paris", "2.1"], ["Berlin", "3.6"]], headers=["city", "people"])
+        query = gr.Textbox(label="question")
+        return Form([table, query], lambda v: ({"table": v[0].astype(str).to_dict("list"), "query": v[1]}, {}))
+    value = _media_widget(gr, media) if media else gr.Textbox(label="text", lines=3)
+    if "candidate_labels" not in route.handler.input_names:
+        return Form([value], lambda v: (_read_upload(v[0], route), {}))
+    labels = gr.Textbox(label="candidate labels (comma-separated; empty: the spec's)")
+
+    def with_labels(values: list[Any]) -> tuple[Any, dict[str, Any]]:
+        given = [label.strip() for label in values[1].split(",") if label.strip()]
+        return _read_upload(values[0], route), ({"candidate_labels": given} if given else {})
+
+    return Form([value, labels], with_labels)
+
+
+def _media_widget(gr: Any, media: str) -> Any:
+    if media == "image":
         return gr.Image(type="filepath", format="png", label="image")  # png: Gradio re-encodes uploads, losslessly
-    if handler.media == "audio":
+    if media == "audio":
         return gr.Audio(type="filepath", sources=["upload", "microphone"], label="audio")
-    return gr.Textbox(label="text", lines=3)
+    return gr.File(type="filepath", label=media)  # a video: sent as it is, with no re-encoding
 
 
 def _output_widget(gr: Any, task: str) -> Any:
@@ -123,6 +146,8 @@ def _output_widget(gr: Any, task: str) -> Any:
         return gr.AnnotatedImage(label="result")
     if task == "depth-estimation":
         return gr.Image(label="depth", type="pil")
+    if task == "text-to-audio":
+        return gr.Audio(label="audio")
     return gr.JSON(label="result")
 
 
@@ -161,6 +186,11 @@ def present(task: str, raw: Any, output: Any) -> Any:
         return (raw, [(np.asarray(_png(s["mask"]), dtype=np.float32) / 255, s["label"]) for s in output])
     if task == "depth-estimation":
         return _png(output["depth"])
+    if task == "text-to-audio":
+        import soundfile
+
+        samples, rate = soundfile.read(io.BytesIO(base64.b64decode(output["audio"])), dtype="float32")
+        return (rate, samples)
     return output
 
 
@@ -171,6 +201,8 @@ _LABEL_TASKS = {
     "image-classification",
     "zero-shot-image-classification",
     "audio-classification",
+    "zero-shot-audio-classification",
+    "video-classification",
 }
 _DRAWN_ON_IMAGE = {"object-detection", "zero-shot-object-detection", "image-segmentation"}
 

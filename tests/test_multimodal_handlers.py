@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 from transformers import pipeline
 
 from pipefleet.errors import RowError
+from pipefleet.tasks.multimodal import use_pyav
 from tests.audio_samples import recordings
 from tests.oracle import assert_matches
 from tests.test_vision_handlers import png_bytes
@@ -113,6 +114,7 @@ def test_video_classification_equals_pipeline(tiny_model, make_handler, tmp_path
         clip.write_bytes(video_bytes(seed=seed * 7))
     handler = make_handler("video-classification", model, batch_size=2, params={"num_frames": 4, "top_k": 2})
     oracle = pipeline("video-classification", model=model)
+    use_pyav(oracle)  # as the handler does when torchcodec is not installed
     expected = [oracle(str(clip), num_frames=4, top_k=2) for clip in clips]
     assert_matches(handler.predict([clip.read_bytes() for clip in clips]), expected)
     assert_matches(handler.predict([str(clips[0])]), expected[:1])

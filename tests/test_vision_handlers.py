@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 
 import numpy as np
@@ -127,3 +128,51 @@ def test_depth_map_is_the_pipelines_as_array_and_png(tiny_model, make_handler):
     for got, want in zip(handler.predict(images), expected):
         np.testing.assert_allclose(got["predicted_depth"], want["predicted_depth"].numpy(), atol=1e-4)
         np.testing.assert_array_equal(_decoded(got["depth"]), np.array(want["depth"]))
+
+
+def test_mask_generation_masks_are_the_pipelines_as_png(tiny_model, make_handler):
+    model = tiny_model("mask-generation")
+    images = drawn_images()[:2]
+    params = {"points_per_batch": 16, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "output_bboxes_mask": True}
+    handler = make_handler("mask-generation", model, batch_size=4, params=params)
+    oracle = pipeline("mask-generation", model=model)
+    for got, image in zip(handler.predict(images), images):
+        want = oracle(image, **params)
+        assert len(got["masks"]) == len(want["masks"]) > 0
+        np.testing.assert_allclose(got["scores"], want["scores"].numpy(), atol=1e-4)
+        assert got["bounding_boxes"] == [[int(x) for x in box] for box in want["bounding_boxes"]]
+        for mask, reference in zip(got["masks"], want["masks"]):
+            np.testing.assert_array_equal(_decoded(mask) > 0, np.asarray(reference))
+
+
+def test_image_text_to_text_equals_pipeline(tiny_model, make_handler):
+    task = "image-text-to-text"
+    model = tiny_model(task)
+    images = drawn_images()
+    params = {"max_new_tokens": 6, "generate_kwargs": {"do_sample": False}}
+    handler = make_handler(task, model, batch_size=3, params={**params, "prompt": "<image> describe it"})
+    oracle = pipeline(task, model=model)
+    rows = [png_bytes(images[0]), {"image": png_bytes(images[1]), "text": "<image> describe it"}, images[2]]
+    # The pipeline writes max_new_tokens into the generate_kwargs it is given: a fresh copy for each call.
+    expected = [oracle(images=i, text="<image> describe it", **copy.deepcopy(params)) for i in images]
+    assert_matches(handler.predict(rows), expected)
+    assert_matches(handler.predict(rows[:1]), expected[:1])  # the spec's parameters still work on a second call
+
+
+def test_image_text_to_text_chat_with_a_base64_image(tiny_model, make_handler):
+    import base64
+
+    task = "image-text-to-text"
+    model = tiny_model(task)
+    image = drawn_images()[0]
+    params = {"max_new_tokens": 5, "generate_kwargs": {"do_sample": False}}
+    handler = make_handler(task, model, params=params)
+    chat = [{"role": "user", "content": [{"type": "image", "image": None}, {"type": "text", "text": "what is it?"}]}]
+    chat[0]["content"][0]["image"] = base64.b64encode(png_bytes(image)).decode()
+    got = handler.predict([chat])[0]
+    chat[0]["content"][0]["image"] = image
+    want = pipeline(task, model=model)(text=chat, **copy.deepcopy(params))
+    assert got[0]["generated_text"][-1] == want[0]["generated_text"][-1]  # the assistant's reply
+    assert got[0]["input_text"][0]["content"][0] == {"type": "image"}  # the image is not sent back
+    refused = handler.predict([[{"role": "user", "content": [{"type": "image", "image": "/etc/passwd"}]}]])[0]
+    assert isinstance(refused, RowError) and "base64 or bytes" in refused.message

@@ -23,6 +23,13 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
 )
+IMAGE_TOKEN = "<image>"
+VISION_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
 SAMPLING_RATE = 16_000
 # A character vocabulary for CTC speech recognition: "|" separates words.
 CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz'"]
@@ -337,6 +344,75 @@ def _text_to_audio(folder: Path):
     return tf.VitsModel(config), [tokenizer]
 
 
+def _mask_generation(folder: Path):
+    import transformers as tf
+
+    vision = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 37,
+        "image_size": 64,
+        "patch_size": 8,
+        "output_channels": 32,
+        "global_attn_indexes": [1],
+        "mlp_dim": 37,
+        "num_pos_feats": 16,
+    }
+    prompt = {"hidden_size": 32, "image_size": 64, "patch_size": 8, "mask_input_channels": 4}
+    decoder = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "mlp_dim": 32,
+        "iou_head_hidden_dim": 16,
+    }
+    config = tf.SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+    processor = tf.SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})
+    return tf.SamModel(config), [processor]
+
+
+def _image_text_to_text(folder: Path):
+    import transformers as tf
+
+    # MiniLM's WordPiece with an image token; the processor widens it to one token per image patch.
+    tokenizer = tf.AutoTokenizer.from_pretrained(minilm_path(), model_input_names=["input_ids", "attention_mask"])
+    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    vision = tf.CLIPVisionConfig(
+        image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4
+    )
+    text = tf.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
+    config = tf.LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_feature_select_strategy="default",
+    )
+    model = tf.LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    processor = tf.LlavaProcessor(
+        image_processor=tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        image_token=IMAGE_TOKEN,
+        chat_template=VISION_CHAT_TEMPLATE,
+    )
+    return model, [processor]
+
+
 def _audio_classification(folder: Path):
     import transformers as tf
 
@@ -420,6 +496,8 @@ BUILDERS: dict[str, Callable[[Path], tuple[Any, list[Any]]]] = {
     "zero-shot-object-detection": _zero_shot_object_detection,
     "image-segmentation": _image_segmentation,
     "depth-estimation": _depth_estimation,
+    "mask-generation": _mask_generation,
+    "image-text-to-text": _image_text_to_text,
     "audio-classification": _audio_classification,
     "automatic-speech-recognition": _speech_recognition,
     "zero-shot-audio-classification": _zero_shot_audio_classification,

@@ -137,6 +137,10 @@ class VideoClassificationHandler(TaskHandler):
     }
     output_column = "classification"
 
+    def setup(self) -> None:
+        super().setup()
+        use_pyav(self.pipe)
+
     def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
         with tempfile.TemporaryDirectory(prefix="pipefleet-video-") as folder:
             paths = [_video_file(value, folder, index) for index, value in enumerate(inputs)]
@@ -156,6 +160,19 @@ class VideoClassificationHandler(TaskHandler):
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(LABEL_SCORE)
+
+
+def use_pyav(pipe: Any) -> None:
+    """Decode with PyAV, the pipeline's own path for models with an image processor, when torchcodec is missing.
+
+    With torchvision installed, transformers gives video models a video processor that decodes with
+    torchcodec, which needs a matching torch build and the system's FFmpeg libraries.
+    """
+    import importlib.util
+
+    if pipe.video_processor is not None and pipe.image_processor is not None:
+        if importlib.util.find_spec("torchcodec") is None:
+            pipe.video_processor = None
 
 
 def _check_video(data: bytes, task: str) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from pipefleet import params as P
+from pipefleet.errors import BadInput
 from pipefleet.handler import LABEL_SCORE, Params, TaskHandler, split_row_labels
 from pipefleet.media import png_bytes, to_image
 from pipefleet.registry import register
@@ -142,3 +144,127 @@ class DepthEstimationHandler(ImageHandler):
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.struct([("predicted_depth", pa.list_(pa.list_(pa.float32()))), ("depth", pa.binary())])
+
+
+@register
+class MaskGenerationHandler(ImageHandler):
+    """Every object's mask in an image (SAM-style models), from a grid of prompt points.
+
+    The image is embedded once; its points then run in batches of ``points_per_batch``. Masks
+    come back as PNGs with their predicted IoU scores (and boxes with ``output_bboxes_mask``).
+    """
+
+    task = "mask-generation"
+    parameters = {
+        "points_per_batch": P.integer(1),
+        "points_per_crop": P.integer(1),
+        "crops_n_layers": P.integer(0),
+        "crop_overlap_ratio": P.number(0),
+        "crop_n_points_downscale_factor": P.integer(1),
+        "pred_iou_thresh": P.number(0),
+        "stability_score_thresh": P.number(0),
+        "stability_score_offset": P.number(0),
+        "mask_threshold": P.number(-1e9),
+        "crops_nms_thresh": P.number(0),
+        "output_bboxes_mask": P.boolean(),
+        "timeout": P.number(0),
+    }
+    output_column = "masks"
+
+    def finish(self, output: Any) -> Any:
+        from PIL import Image
+
+        masks = [png_bytes(Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255)) for mask in output["masks"]]
+        finished = {"masks": masks, "scores": [float(score) for score in output["scores"]]}
+        if "bounding_boxes" in output:
+            finished["bounding_boxes"] = [[int(x) for x in box] for box in output["bounding_boxes"]]
+        return finished
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        fields = [("masks", pa.list_(pa.binary())), ("scores", pa.list_(pa.float64()))]
+        if params.get("output_bboxes_mask"):
+            fields.append(("bounding_boxes", pa.list_(pa.list_(pa.int64()))))
+        return pa.struct(fields)
+
+
+@register
+class ImageTextToTextHandler(ImageHandler):
+    """Text generated about an image (captions, answers), from ``{image, text}`` or a chat.
+
+    ``text`` is the prompt, with the model's image token where its processor wants one; ``prompt``
+    gives one for rows that have none (a folder of images). A chat is a list of messages whose
+    content parts are ``{"type": "text", "text": ...}`` and ``{"type": "image", "image": <bytes or
+    base64>}``; its images come back as ``{"type": "image"}``.
+    """
+
+    task = "image-text-to-text"
+    input_names = ("image", "text")
+    parameters = {
+        "max_new_tokens": P.integer(1),
+        "generate_kwargs": P.mapping(),
+        "return_full_text": P.boolean(),
+        "continue_final_message": P.boolean(),
+        "stop_sequence": P.texts(),
+        "skip_special_tokens": P.boolean(),
+        "clean_up_tokenization_spaces": P.boolean(),
+        "timeout": P.number(0),
+        "prompt": P.text(),
+    }
+    output_column = "generated"
+
+    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        params = dict(params)
+        prompt = params.pop("prompt", None)
+        if isinstance(raw, list):
+            return _chat_with_images(raw, self.task), params
+        if not isinstance(raw, dict):
+            raw = {"image": raw}
+        unknown = sorted(set(raw) - {"image", "text"})
+        if unknown:
+            raise BadInput(f"{self.task}: an input has keys image and text, got {unknown}")
+        text = raw.get("text") if raw.get("text") is not None else prompt
+        return {"images": to_image(raw.get("image"), self.task), "text": self.text(text, "text")}, params
+
+    def finish(self, output: Any) -> Any:
+        return [{key: _without_images(value) for key, value in item.items()} for item in output]
+
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
+        return pa.list_(pa.struct([("input_text", pa.string()), ("generated_text", pa.string())]))
+
+
+def _chat_with_images(messages: list[Any], task: str) -> Any:
+    """A transformers Chat whose image parts hold decoded images (bytes or base64 only: never a path or URL)."""
+    import base64
+    import binascii
+
+    from pipefleet.tasks.generation import as_chat
+
+    decoded = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "image":
+                    image = part.get("image")
+                    if isinstance(image, str):
+                        try:
+                            image = base64.b64decode(image.split(",", 1)[-1], validate=True)
+                        except (binascii.Error, ValueError):
+                            raise BadInput(f"{task}: a chat image must be base64 or bytes, not a path or URL") from None
+                    part = {"type": "image", "image": to_image(image, task)}
+                parts.append(part)
+            message = {**message, "content": parts}
+        decoded.append(message)
+    return as_chat(decoded, task)
+
+
+def _without_images(value: Any) -> Any:
+    """A chat with its PIL images replaced by ``{"type": "image"}``, so it fits JSON; other values as they are."""
+    if isinstance(value, list):
+        return [_without_images(item) for item in value]
+    if isinstance(value, dict):
+        if value.get("type") == "image":
+            return {"type": "image"}
+        return {key: _without_images(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,160 @@
+"""Every image, audio and multimodal task, through the job and over HTTP, equals the handler.
+
+The handler tests tie each handler to ``transformers.pipeline``; these tie the two front doors to
+the handler: the job's typed Parquet column and the endpoint's JSON carry the same outputs.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.annotate import annotate
+from pipefleet.outputs import to_jsonable
+from pipefleet.registry import handler_class
+from pipefleet.spec import parse_spec
+from tests.audio_samples import recordings, wav_bytes
+from tests.oracle import assert_matches
+from tests.support import free_port
+from tests.test_multimodal_handlers import TABLE, invoice, video_bytes
+from tests.test_vision_handlers import drawn_images, png_bytes
+
+
+@dataclass(frozen=True)
+class Case:
+    """A task with its parameters and a few rows: input name -> values (bytes where a file goes)."""
+
+    task: str
+    rows: dict[str, list[Any]]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _images() -> list[bytes]:
+    return [png_bytes(image) for image in drawn_images()]
+
+
+def _sounds() -> list[bytes]:
+    return [wav_bytes(wave, subtype="FLOAT") for wave in recordings()[:3]]
+
+
+CASES = [
+    Case("image-classification", {"image": _images()}, {"top_k": 2}),
+    Case("image-feature-extraction", {"image": _images()}, {"pool": True}),
+    Case("object-detection", {"image": _images()}, {"threshold": 0.0}),
+    Case("zero-shot-image-classification", {"image": _images(), "candidate_labels": [["a cat", "a dog"]] * 3}),
+    Case(
+        "zero-shot-object-detection",
+        {"image": _images(), "candidate_labels": [["cat", "ball"]] * 3},
+        {"threshold": 0.0},
+    ),
+    Case("image-segmentation", {"image": _images()}),
+    Case("depth-estimation", {"image": _images()}),
+    Case("mask-generation", {"image": _images()[:2]}, {"points_per_batch": 16, "pred_iou_thresh": 0.0}),
+    Case("image-text-to-text", {"image": _images(), "text": ["<image> describe"] * 3}, {"max_new_tokens": 4}),
+    Case("automatic-speech-recognition", {"audio": _sounds()}, {"return_timestamps": "char"}),
+    Case("audio-classification", {"audio": _sounds()}, {"top_k": 2}),
+    Case("zero-shot-audio-classification", {"audio": _sounds(), "candidate_labels": [["a dog", "a siren"]] * 3}),
+    Case("text-to-audio", {"text": ["hello there", "a longer sentence to say"]}),
+    Case(
+        "document-question-answering", {"image": [png_bytes(invoice())] * 2, "question": ["What is the total?", "Who?"]}
+    ),
+    Case("table-question-answering", {"table": [TABLE, TABLE], "query": ["Which city is largest?", "Rome's river?"]}),
+    Case("video-classification", {"video": [video_bytes(seed=0), video_bytes(seed=9)]}, {"num_frames": 4}),
+]
+IDS = [case.task for case in CASES]
+
+
+def _inputs(case: Case) -> list[Any]:
+    """The handler's raw inputs: one value per row, or an object when a task takes several."""
+    names = list(case.rows)
+    count = len(case.rows[names[0]])
+    if len(names) == 1:
+        return list(case.rows[names[0]])
+    return [{name: case.rows[name][index] for name in names} for index in range(count)]
+
+
+def _expected(case: Case, model: str) -> list[Any]:
+    spec = parse_spec({"task": case.task, "model": model, "device": "cpu", "params": case.params})
+    handler = handler_class(case.task)(spec)
+    handler.setup()
+    return [_comparable(output) for output in handler.predict(_inputs(case))]
+
+
+def _comparable(value: Any) -> Any:
+    """JSON form without null fields (a typed column holds every field; a pipeline leaves some out)."""
+    value = to_jsonable(value)
+    if isinstance(value, dict):
+        return {key: _comparable(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_comparable(item) for item in value]
+    return value
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_job_output_equals_the_handler(local_ray, tiny_model, tmp_path, case):
+    model = tiny_model(case.task)
+    columns = {name: f"in_{name}" for name in case.rows}
+    table = pa.table({"row": list(range(len(_inputs(case)))), **{columns[n]: v for n, v in case.rows.items()}})
+    pq.write_table(table, tmp_path / "in.parquet")
+    spec = parse_spec(
+        {
+            "task": case.task,
+            "model": model,
+            "device": "cpu",
+            "params": case.params,
+            "input": {"path": str(tmp_path / "in.parquet"), "columns": columns, "id_column": "row"},
+            "output": {"path": str(tmp_path / "out"), "column": "result"},
+            "compute": {"num_cpus": 1, "concurrency": 1},
+        }
+    )
+    annotate(spec)
+    out = pq.read_table(tmp_path / "out").sort_by("row").to_pylist()
+    assert [row["error"] for row in out] == [None] * len(out)
+    assert_matches([_comparable(row["result"]) for row in out], _expected(case, model))
+
+
+@pytest.fixture(scope="module")
+def every_route(local_ray, tiny_model):
+    from ray import serve
+
+    from serve.app import build_app
+
+    specs = [
+        {
+            "task": case.task,
+            "model": tiny_model(case.task),
+            "device": "cpu",
+            "params": case.params,
+            "serve": {"route": f"/{case.task}", "num_cpus": 0.05, "max_batch_size": 4, "batch_wait_timeout_s": 0.01},
+        }
+        for case in CASES
+    ]
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"specs": specs}), name="pipefleet-every-task", route_prefix="/")
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        yield client
+    serve.shutdown()
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {key: _as_json(item) for key, item in value.items()}
+    return value
+
+
+@pytest.mark.serve
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_http_output_equals_the_handler(every_route, tiny_model, case):
+    reply = every_route.post(f"/{case.task}", json={"inputs": [_as_json(x) for x in _inputs(case)]})
+    assert reply.status_code == 200, reply.text
+    assert_matches(_comparable(reply.json()), _expected(case, tiny_model(case.task)))
