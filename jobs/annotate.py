@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobs.compute import has_checkpoint, plan_actors, spare_cpus
-from jobs.decode import add_decode_stage
+from jobs.decode import DTYPES, add_decode_stage
 from jobs.manifest import MANIFEST_NAME, build_manifest, output_counts, write_manifest
 from jobs.readers import id_column_of, read_corpus
 from jobs.watch import StallWatch
@@ -94,7 +94,8 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
         )
     corpus = read_corpus(input_spec)
     handler = handler_class(spec.task)
-    dataset = add_decode_stage(corpus.dataset, spec, handler) if handler.media else corpus.dataset
+    # Images and audio are decoded by CPU tasks before the actors; videos are too large to carry decoded.
+    dataset = add_decode_stage(corpus.dataset, spec, handler) if handler.media in DTYPES else corpus.dataset
 
     stats_name = f"{STATS_ACTOR}-{uuid.uuid4().hex[:8]}"
     stats = ray.remote(num_cpus=0)(JobStats).options(name=stats_name).remote()

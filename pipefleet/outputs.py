@@ -16,19 +16,25 @@ from pipefleet.errors import RowError
 
 
 def to_jsonable(value: Any) -> Any:
-    """The same structure with numpy arrays and scalars turned into plain Python values, bytes into base64."""
+    """The same structure as plain JSON values: numpy arrays and scalars as lists and numbers, bytes as base64."""
+    return to_python(value, bytes_as_base64=True)
+
+
+def to_python(value: Any, bytes_as_base64: bool = False) -> Any:
+    """The same structure with numpy arrays and scalars turned into plain Python values; bytes stay
+    bytes (a binary Arrow column) unless ``bytes_as_base64`` (JSON)."""
     if isinstance(value, bytes):  # a mask or depth map as PNG, audio as WAV
-        return base64.b64encode(value).decode("ascii")
+        return base64.b64encode(value).decode("ascii") if bytes_as_base64 else value
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {key: to_jsonable(item) for key, item in value.items()}
+        return {key: to_python(item, bytes_as_base64) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_jsonable(item) for item in value]
+        return [to_python(item, bytes_as_base64) for item in value]
     if hasattr(value, "messages"):  # a transformers Chat
-        return to_jsonable(list(value.messages))
+        return to_python(list(value.messages), bytes_as_base64)
     return value
 
 
@@ -50,4 +56,4 @@ def to_arrow(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
             flat[present] = np.stack([values[i] for i in present])
         values_array = pa.array(flat.reshape(-1), type=arrow_type.value_type)
         return pa.FixedSizeListArray.from_arrays(values_array, size, mask=pa.array(mask) if mask.any() else None)
-    return pa.array([to_jsonable(v) for v in values], type=arrow_type)
+    return pa.array([to_python(v) for v in values], type=arrow_type)

@@ -106,9 +106,10 @@ class Form:
 
 def _form(gr: Any, route: "Route") -> Form:
     task, media = route.spec.task, route.handler.media
-    if task == "document-question-answering":
-        image, question = _media_widget(gr, "image"), gr.Textbox(label="question")
-        return Form([image, question], lambda v: ({"image": _read_upload(v[0], route), "question": v[1]}, {}))
+    if task in _IMAGE_AND_TEXT:
+        key = _IMAGE_AND_TEXT[task]
+        image, text = _media_widget(gr, "image"), gr.Textbox(label=key)
+        return Form([image, text], lambda v: ({"image": _read_upload(v[0], route), key: v[1]}, {}))
     if task == "table-question-answering":
         table = gr.Dataframe(label="table", value=[["Paris", "2.1"], ["Berlin", "3.6"]], headers=["city", "people"])
         query = gr.Textbox(label="question")
@@ -138,7 +139,7 @@ def _output_widget(gr: Any, task: str) -> Any:
         return gr.Label(label="result", num_top_classes=10)
     if task == "token-classification":
         return gr.HighlightedText(label="entities")
-    if task == "text-generation":
+    if task in ("text-generation", "image-text-to-text"):
         return gr.Textbox(label="generated text", lines=6)
     if task == "automatic-speech-recognition":
         return gr.Textbox(label="transcript", lines=6)
@@ -186,6 +187,8 @@ def present(task: str, raw: Any, output: Any) -> Any:
         return (raw, [(np.asarray(_png(s["mask"]), dtype=np.float32) / 255, s["label"]) for s in output])
     if task == "depth-estimation":
         return _png(output["depth"])
+    if task == "image-text-to-text":
+        return output[0]["generated_text"]
     if task == "text-to-audio":
         import soundfile
 
@@ -204,6 +207,7 @@ _LABEL_TASKS = {
     "zero-shot-audio-classification",
     "video-classification",
 }
+_IMAGE_AND_TEXT = {"document-question-answering": "question", "image-text-to-text": "text"}  # -> the text's key
 _DRAWN_ON_IMAGE = {"object-detection", "zero-shot-object-detection", "image-segmentation"}
 
 

@@ -27,6 +27,20 @@ def test_speech_recognition_equals_pipeline(tiny_model, make_handler, params):
     assert_matches(handler.predict(audio, params=params), [oracle(a.copy(), **params) for a in audio])
 
 
+@pytest.mark.parametrize(
+    "params", [{}, {"return_timestamps": True}, {"return_timestamps": True, "generate_kwargs": {"language": "en"}}]
+)
+def test_whisper_segment_timestamps_equal_pipeline(tiny_model, make_handler, params):
+    model = tiny_model("whisper")
+    audio = recordings()[:3]
+    handler = make_handler(ASR, model, batch_size=3)
+    oracle = pipeline(ASR, model=model)
+    got = handler.predict(audio, params=params)
+    assert_matches(got, [oracle(a.copy(), **params) for a in audio])
+    if params:
+        assert all(chunk["timestamp"][0] is not None for row in got for chunk in row["chunks"])
+
+
 def test_long_recording_in_chunks_batched_with_other_rows_equals_pipeline(tiny_model, make_handler):
     """A 2-minute recording cut into 10 s chunks, its chunks batched with another row's."""
     model = tiny_model(ASR)

@@ -51,3 +51,4 @@ def test_every_example_spec_is_valid():
     assert formats["image-classification"] == ("image-classification", "images")
     assert formats["speech-recognition"] == ("automatic-speech-recognition", "audio")
     assert formats["zero-shot-images"] == ("zero-shot-image-classification", "parquet")
+    assert formats["document-qa"] == ("document-question-answering", "parquet")

@@ -16,7 +16,7 @@ import pytest
 
 from serve.demo import present
 from tests.audio_samples import recordings, wav_bytes
-from tests.support import free_port
+from tests.support import running_endpoint
 from tests.test_vision_handlers import drawn_images, png_bytes
 
 pytestmark = pytest.mark.serve
@@ -51,9 +51,6 @@ def _spec(task: str, model: str, route: str, params: dict | None = None, **serve
 @pytest.fixture(scope="module")
 def demo(local_ray, tiny_model):
     """An endpoint whose routes all have a tab on the demo page; yields the base URL."""
-    from ray import serve
-
-    from serve.app import build_app
 
     specs = [
         _spec("text-classification", tiny_model("text-classification"), "/classify", {"top_k": 3}),
@@ -70,11 +67,8 @@ def demo(local_ray, tiny_model):
             auth_token_env="PIPEFLEET_DEMO_TEST_TOKEN",
         ),
     ]
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"specs": specs, "demo": True}), name="pipefleet-demo-test", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_endpoint(specs, "pipefleet-demo-test", demo=True) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +217,13 @@ def shows_message(page, text: str) -> None:
             {"text": "Ann met Bo", "entities": [{"entity": "PER", "start": 0, "end": 3}]},
         ),
         ("feature-extraction", "t", [0.1, 0.2], [0.1, 0.2]),
+        (
+            "image-text-to-text",
+            "a.png",
+            [{"input_text": "<image> hi", "generated_text": "<image> hi there"}],
+            "<image> hi there",
+        ),
+        ("zero-shot-image-classification", "a.png", [{"label": "a cat", "score": 0.8}], {"a cat": 0.8}),
         (
             "automatic-speech-recognition",
             "a.wav",

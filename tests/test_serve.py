@@ -14,7 +14,7 @@ import pytest
 from transformers import pipeline
 
 from tests.oracle import assert_matches
-from tests.support import free_port
+from tests.support import running_endpoint
 from tests.test_text_handlers import MASKED, TEXTS
 from tests.test_vision_handlers import drawn_images, png_bytes
 
@@ -47,9 +47,6 @@ def _route(task: str, model: str, route: str, params: dict | None = None, **serv
 @pytest.fixture(scope="module")
 def endpoint(local_ray, tiny_model):
     """One application with a route per task, plus routes set up for limits and scaling."""
-    from ray import serve
-
-    from serve.app import build_app
 
     generator = tiny_model("text-generation")
     specs = [
@@ -100,12 +97,8 @@ def endpoint(local_ray, tiny_model):
             },
         ),
     ]
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
-    serve.run(build_app({"specs": specs}), name="pipefleet-test", route_prefix="/")
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+    with running_endpoint(specs, "pipefleet-test") as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client
-    serve.shutdown()
 
 
 def post(client: httpx.Client, route: str, inputs, **body) -> httpx.Response:

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from serve.load import run_load
-from tests.support import free_port
+from tests.support import running_endpoint
 from tests.test_serve import SLOW_GENERATION, _route
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
@@ -21,9 +21,6 @@ TIMEOUT_S = 10
 
 @pytest.fixture(scope="module")
 def faults_endpoint(local_ray, tiny_model, tmp_path_factory):
-    from ray import serve
-
-    from serve.app import build_app
 
     specs = [
         _route(
@@ -46,11 +43,8 @@ def faults_endpoint(local_ray, tiny_model, tmp_path_factory):
             request_timeout_s=TIMEOUT_S,
         ),
     ]
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
-    serve.run(build_app({"specs": specs}), name=APP, route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_endpoint(specs, APP) as url:
+        yield url
 
 
 def _replica_processes(deployment: str) -> list[psutil.Process]:

@@ -13,7 +13,7 @@ from transformers import pipeline
 
 from tests.audio_samples import recordings, wav_bytes
 from tests.oracle import assert_matches
-from tests.support import free_port
+from tests.support import running_endpoint
 from tests.test_vision_handlers import drawn_images, png_bytes, png_claiming
 
 pytestmark = pytest.mark.serve
@@ -33,9 +33,6 @@ def _route(task: str, model: str, route: str, params: dict | None = None) -> dic
 
 @pytest.fixture(scope="module")
 def media_endpoint(local_ray, tiny_model):
-    from ray import serve
-
-    from serve.app import build_app
 
     specs = [
         _route(ASR, tiny_model(ASR), "/asr", {"return_timestamps": "word"}),
@@ -43,12 +40,8 @@ def media_endpoint(local_ray, tiny_model):
         _route("zero-shot-image-classification", tiny_model("zero-shot-image-classification"), "/zero-shot-image"),
         _route("image-segmentation", tiny_model("image-segmentation"), "/segment"),
     ]
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"specs": specs}), name="pipefleet-media-test", route_prefix="/")
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+    with running_endpoint(specs, "pipefleet-media-test") as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client
-    serve.shutdown()
 
 
 def b64(data: bytes) -> str:

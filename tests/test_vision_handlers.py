@@ -176,3 +176,15 @@ def test_image_text_to_text_chat_with_a_base64_image(tiny_model, make_handler):
     assert got[0]["input_text"][0]["content"][0] == {"type": "image"}  # the image is not sent back
     refused = handler.predict([[{"role": "user", "content": [{"type": "image", "image": "/etc/passwd"}]}]])[0]
     assert isinstance(refused, RowError) and "base64 or bytes" in refused.message
+
+
+def test_top_5_labels_for_a_jpeg_equal_pipeline(tiny_model, make_handler):
+    """The pipeline docs' first example: image-classification, top 5, on a JPEG file."""
+    model = tiny_model("image-classification")
+    buffer = io.BytesIO()
+    drawn_images()[2].save(buffer, format="JPEG", quality=85)
+    handler = make_handler("image-classification", model, params={"top_k": 5})
+    got = handler.predict([buffer.getvalue()])[0]
+    want = pipeline("image-classification", model=model)(Image.open(io.BytesIO(buffer.getvalue())), top_k=5)
+    assert len(got) == 5
+    assert_matches(got, want)

@@ -16,7 +16,7 @@ from typing import Any
 TOKEN_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 SENTIMENT_LABELS = ["NEGATIVE", "POSITIVE", "NEUTRAL"]
 NLI_LABELS = ["entailment", "neutral", "contradiction"]
-IMAGE_LABELS = ["cat", "dog", "bird", "fish"]
+IMAGE_LABELS = ["cat", "dog", "bird", "fish", "horse", "car"]
 SOUND_LABELS = ["speech", "music", "noise", "silence"]
 ACTION_LABELS = ["run", "jump", "sit"]
 CHAT_TEMPLATE = (
@@ -413,6 +413,62 @@ def _image_text_to_text(folder: Path):
     return model, [processor]
 
 
+def _whisper(folder: Path):
+    """A tiny Whisper with a byte-level tokenizer: 256 byte tokens, Whisper's special tokens and its
+    1,501 timestamp tokens, so segment timestamps decode as they do for real checkpoints."""
+    import transformers as tf
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({char: i for i, char in enumerate(bytes_to_unicode().values())}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    end = "<|endoftext|>"
+    tokenizer = tf.WhisperTokenizer(
+        str(folder / "vocab.json"),
+        str(folder / "merges.txt"),
+        unk_token=end,
+        bos_token=end,
+        eos_token=end,
+        pad_token=end,
+    )
+    specials = ["<|startoftranscript|>", "<|en|>", "<|fr|>", "<|translate|>", "<|transcribe|>", "<|notimestamps|>"]
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    tokenizer.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(1501)])
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in [end, *specials]}
+    config = tf.WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        d_model=32,
+        max_target_positions=64,
+        pad_token_id=ids[end],
+        bos_token_id=ids[end],
+        eos_token_id=ids[end],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        begin_suppress_tokens=[],
+        suppress_tokens=[],
+    )
+    model = tf.WhisperForConditionalGeneration(config)
+    whisper_settings = {
+        "no_timestamps_token_id": ids["<|notimestamps|>"],
+        "lang_to_id": {"<|en|>": ids["<|en|>"], "<|fr|>": ids["<|fr|>"]},
+        "task_to_id": {"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        "is_multilingual": True,
+        "max_initial_timestamp_index": 50,
+        "max_length": 40,
+        "alignment_heads": [[0, 0], [0, 1]],
+        "_from_model_config": False,  # else loading rebuilds it from the model config, without these
+    }
+    for name, value in whisper_settings.items():  # GenerationConfig.update() skips names it does not know
+        setattr(model.generation_config, name, value)
+    return model, [tokenizer, tf.WhisperFeatureExtractor(feature_size=80)]
+
+
 def _audio_classification(folder: Path):
     import transformers as tf
 
@@ -500,6 +556,7 @@ BUILDERS: dict[str, Callable[[Path], tuple[Any, list[Any]]]] = {
     "image-text-to-text": _image_text_to_text,
     "audio-classification": _audio_classification,
     "automatic-speech-recognition": _speech_recognition,
+    "whisper": _whisper,  # automatic-speech-recognition with segment timestamps
     "zero-shot-audio-classification": _zero_shot_audio_classification,
     "text-to-audio": _text_to_audio,
     "table-question-answering": _table_question_answering,

@@ -14,6 +14,7 @@ from pipefleet.errors import BadInput
 from pipefleet.handler import LABEL_SCORE, Params, TaskHandler
 from pipefleet.media import to_image
 from pipefleet.registry import register
+from pipefleet.runner import Unpad
 
 _ANSWER = pa.struct([("score", pa.float64()), ("answer", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
 
@@ -50,6 +51,16 @@ class DocumentQuestionAnsweringHandler(TaskHandler):
         "timeout": P.number(0),
     }
     output_column = "answers"
+
+    def unpad(self) -> Unpad | None:
+        """Answer spans are found against each feature's own tokens: cut what batch padding added to its logits."""
+
+        def cut(tokens: int, output: dict[str, Any]) -> dict[str, Any]:
+            per_token = ("start_logits", "end_logits", "attention_mask")
+            cut_logits = {key: output[key][..., :tokens] for key in per_token if key in output}
+            return {**output, **cut_logits}
+
+        return cut
 
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         row = _row_fields(raw, self.task, self.input_names)
