@@ -53,7 +53,7 @@ class TaskHandler:
     input_names: ClassVar[tuple[str, ...]] = ("text",)  # first is the main input; the rest optional
     parameters: ClassVar[dict[str, Check]] = {}  # name -> check (see pipefleet.params)
     output_column: ClassVar[str] = "output"
-    # "image" or "audio" for tasks whose main input is such a file's bytes. Their pipelines would
+    # "image", "audio" or "video" for tasks whose main input is such a file's bytes. Their pipelines would
     # open a path or fetch a URL given as a string, so the endpoint refuses such strings unless
     # the operator allows remote inputs; the demo page offers an upload of that kind.
     media: ClassVar[str | None] = None
@@ -167,7 +167,15 @@ class TaskHandler:
         outcomes = run_pipeline(
             self.pipe, inputs, row_params, self.batch_size(), self.stats, self.max_batch_tokens(), self.unpad()
         )
-        return [o if isinstance(o, RowError) else self.finish(o) for o in outcomes]
+        return [self._finished(outcome) for outcome in outcomes]
+
+    def _finished(self, outcome: Any) -> Any:
+        if isinstance(outcome, RowError):
+            return outcome
+        try:
+            return self.finish(outcome)
+        except Exception as exc:  # an output that cannot be encoded fails its row alone
+            return RowError.from_exception(exc, kind="model_error")
 
     def batch_size(self) -> int:
         """Rows per forward pass: the spec's, unless the model cannot batch without changing its outputs."""
