@@ -138,16 +138,15 @@ class Gateway:
         route = self.routes.get("/" + path)
         if route is None:
             return problem(404, f"no route /{path}; routes: {', '.join(sorted(self.routes))}")
-        tag = {"route": route.spec.route}
-        self._count(route, "requests", 1, tag)
+        self._count(route, "requests", 1)
         try:
             call = await self._read(route, request)
-            self._count(route, "rows", len(call.inputs), tag)
+            self._count(route, "rows", len(call.inputs))
             if call.stream:
                 return await self._stream(route, call)
             return await self._predict(route, call)
         except HTTPProblem as exc:
-            self._count(route, "errors", 1, tag)
+            self._count(route, "errors", 1)
             return problem(exc.status, exc.message, exc.headers, **exc.details)
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -162,27 +161,26 @@ class Gateway:
 
     async def _demo_run(self, route: Route, value: Any, parameters: dict[str, Any], token: str | None) -> Any:
         """One input from the demo page, through the API's checks, counts and batched deployment."""
-        tag = {"route": route.spec.route}
-        self._count(route, "requests", 1, tag)
-        self._count(route, "rows", 1, tag)
+        self._count(route, "requests", 1)
+        self._count(route, "rows", 1)
         try:
             check_auth(f"Bearer {token}" if token else None, route.token)
             return (await self._run(route, checked_call(route, Call([value], True, parameters))))[0]
         except HTTPProblem:
-            self._count(route, "errors", 1, tag)
+            self._count(route, "errors", 1)
             raise
 
     async def _demo_stream(self, route: Route, text: Any, parameters: dict[str, Any], token: str | None) -> Any:
         """Generated text pieces for the demo page, as ``"stream": true`` gives them to the API."""
-        self._count(route, "requests", 1, {"route": route.spec.route})
+        self._count(route, "requests", 1)
         check_auth(f"Bearer {token}" if token else None, route.token)
         call = checked_call(route, Call([text], True, parameters, stream=True))
         async for piece in route.handle.options(stream=True).stream.remote(call.inputs[0], call.parameters):
             yield piece
 
-    def _count(self, route: Route, name: str, amount: int, tags: dict[str, str]) -> None:
+    def _count(self, route: Route, name: str, amount: int) -> None:
         self.counts[route.spec.route][name] += amount
-        self.metrics[name].inc(amount, tags=tags)
+        self.metrics[name].inc(amount, tags={"route": route.spec.route})
 
     async def _read(self, route: Route, request: Request) -> Call:
         settings = route.spec.serve
