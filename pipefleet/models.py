@@ -78,11 +78,14 @@ def pipeline_kwargs(spec: "Spec", hf_task: str) -> dict[str, Any]:
     return kwargs
 
 
-def load_pipeline(spec: "Spec", hf_task: str) -> "Pipeline":
-    """Build the ``transformers`` pipeline that a handler runs; fails fast with the cause."""
+def load_pipeline(spec: "Spec", hf_task: str, **extra: Any) -> "Pipeline":
+    """Build the ``transformers`` pipeline that a handler runs; fails fast with the cause.
+
+    ``extra`` goes to the pipeline class (pipefleet's own pipelines take a few arguments of their own).
+    """
     from transformers import pipeline
 
-    kwargs = pipeline_kwargs(spec, hf_task)
+    kwargs = {**pipeline_kwargs(spec, hf_task), **extra}
     try:
         return pipeline(**kwargs)
     except FatalError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import TYPE_CHECKING
 
 from pipefleet.errors import FatalError
@@ -12,6 +13,14 @@ if TYPE_CHECKING:
 
 _HANDLERS: dict[str, type["TaskHandler"]] = {}
 _ALIASES: dict[str, str] = {}
+# translation_en_to_fr and the like: the translation task with its languages in the name, as pipeline() took them.
+_TRANSLATION = re.compile(r"translation_([A-Za-z0-9-]+)_to_([A-Za-z0-9-]+)")
+
+
+def translation_languages(name: str) -> tuple[str, str] | None:
+    """(source, target) for a task named ``translation_xx_to_yy``, else None."""
+    match = _TRANSLATION.fullmatch(name)
+    return (match[1], match[2]) if match else None
 
 
 def register(cls: type["TaskHandler"]) -> type["TaskHandler"]:
@@ -38,6 +47,8 @@ def canonical_task(name: str) -> str:
         return name
     if name in _ALIASES:
         return _ALIASES[name]
+    if translation_languages(name) and "translation" in _HANDLERS:
+        return "translation"
     known = sorted([*_HANDLERS, *_ALIASES])
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -175,6 +175,23 @@ class Spec(_Section):
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _languages_from_task_name(cls, data: Any) -> Any:
+        # translation_en_to_fr means the translation task with src_lang en and tgt_lang fr, unless params say otherwise.
+        from pipefleet.registry import translation_languages
+
+        languages = (
+            translation_languages(data.get("task"))
+            if isinstance(data, dict) and isinstance(data.get("task"), str)
+            else None
+        )
+        if languages is None:
+            return data
+        params = data.get("params") if isinstance(data.get("params"), dict) else {}
+        params = {"src_lang": languages[0], "tgt_lang": languages[1], **params}
+        return {**data, "task": "translation", "params": params}
+
     @field_validator("task")
     @classmethod
     def _check_task(cls, value: str) -> str:

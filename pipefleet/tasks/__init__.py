@@ -1,3 +1,3 @@
 """Built-in task handlers; importing this package registers them."""
 
-from pipefleet.tasks import audio, embeddings, generation, multimodal, text, vision  # noqa: F401
+from pipefleet.tasks import audio, embeddings, generation, legacy, multimodal, text, vision  # noqa: F401

@@ -12,7 +12,7 @@ from pipefleet.errors import BadInput
 from pipefleet.handler import Params, TaskHandler
 from pipefleet.registry import register
 
-_GENERATE_PARAMS = {
+GENERATE_PARAMS = {  # generate()'s parameters, shared by every generating task
     "max_new_tokens": P.integer(1),
     "min_new_tokens": P.integer(0),
     "max_length": P.integer(1),
@@ -44,7 +44,7 @@ class TextGenerationHandler(TaskHandler):
 
     task = "text-generation"
     input_names = ("text", "messages")
-    parameters = {**_GENERATE_PARAMS, **_PIPELINE_PARAMS}
+    parameters = {**GENERATE_PARAMS, **_PIPELINE_PARAMS}
     output_column = "generated"
 
     def setup(self) -> None:

@@ -19,7 +19,7 @@ from pipefleet.runner import Unpad
 _ANSWER = pa.struct([("score", pa.float64()), ("answer", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
 
 
-def _row_fields(raw: Any, task: str, names: Sequence[str]) -> dict[str, Any]:
+def row_fields(raw: Any, task: str, names: Sequence[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise BadInput(f"{task}: an input is an object with {', '.join(names)}, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(names))
@@ -63,7 +63,7 @@ class DocumentQuestionAnsweringHandler(TaskHandler):
         return cut
 
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        row = _row_fields(raw, self.task, self.input_names)
+        row = row_fields(raw, self.task, self.input_names)
         question = self.text(row.get("question"), "question")
         word_boxes = row.get("word_boxes")
         prepared: dict[str, Any] = {"question": question}
@@ -104,7 +104,7 @@ class TableQuestionAnsweringHandler(TaskHandler):
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         import pandas as pd
 
-        row = _row_fields(raw, self.task, self.input_names)
+        row = row_fields(raw, self.task, self.input_names)
         query = self.text(row.get("query"), "query")
         table = row.get("table")
         if isinstance(table, dict) and table and all(isinstance(v, list) for v in table.values()):
