@@ -110,6 +110,9 @@ def _form(gr: Any, route: "Route") -> Form:
         key = _IMAGE_AND_TEXT[task]
         image, text = _media_widget(gr, "image"), gr.Textbox(label=key)
         return Form([image, text], lambda v: ({"image": _read_upload(v[0], route), key: v[1]}, {}))
+    if task == "question-answering":
+        question, context = gr.Textbox(label="question"), gr.Textbox(label="context", lines=6)
+        return Form([question, context], lambda v: ({"question": v[0], "context": v[1]}, {}))
     if task == "table-question-answering":
         table = gr.Dataframe(label="table", value=[["Paris", "2.1"], ["Berlin", "3.6"]], headers=["city", "people"])
         query = gr.Textbox(label="question")
@@ -139,8 +142,10 @@ def _output_widget(gr: Any, task: str) -> Any:
         return gr.Label(label="result", num_top_classes=10)
     if task == "token-classification":
         return gr.HighlightedText(label="entities")
-    if task in ("text-generation", "image-text-to-text"):
+    if task in ("text-generation", "image-text-to-text", "summarization", "translation"):
         return gr.Textbox(label="generated text", lines=6)
+    if task == "question-answering":
+        return gr.Textbox(label="answer", lines=3)
     if task == "automatic-speech-recognition":
         return gr.Textbox(label="transcript", lines=6)
     if task in _DRAWN_ON_IMAGE:
@@ -189,6 +194,14 @@ def present(task: str, raw: Any, output: Any) -> Any:
         return _png(output["depth"])
     if task == "image-text-to-text":
         return output[0]["generated_text"]
+    if task in ("summarization", "translation"):
+        return "\n\n".join(next(iter(record.values())) for record in output)
+    if task == "visual-question-answering":
+        # A generated answer (BLIP) has no score: the page shows it as certain.
+        return {row["answer"]: 1.0 if row.get("score") is None else row["score"] for row in output}
+    if task == "question-answering":
+        spans = output if isinstance(output, list) else [output]
+        return "\n".join(f"{s['answer']!r} (score {s['score']:.3f}, characters {s['start']}-{s['end']})" for s in spans)
     if task == "text-to-audio":
         import soundfile
 
@@ -206,8 +219,13 @@ _LABEL_TASKS = {
     "audio-classification",
     "zero-shot-audio-classification",
     "video-classification",
+    "visual-question-answering",
 }
-_IMAGE_AND_TEXT = {"document-question-answering": "question", "image-text-to-text": "text"}  # -> the text's key
+_IMAGE_AND_TEXT = {  # -> the text's key
+    "document-question-answering": "question",
+    "visual-question-answering": "question",
+    "image-text-to-text": "text",
+}
 _DRAWN_ON_IMAGE = {"object-detection", "zero-shot-object-detection", "image-segmentation"}
 
 

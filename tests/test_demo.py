@@ -224,6 +224,19 @@ def shows_message(page, text: str) -> None:
             "<image> hi there",
         ),
         ("zero-shot-image-classification", "a.png", [{"label": "a cat", "score": 0.8}], {"a cat": 0.8}),
+        ("visual-question-answering", "a.png", [{"score": 0.7, "answer": "red"}], {"red": 0.7}),
+        ("visual-question-answering", "a.png", [{"answer": "a red square"}], {"a red square": 1.0}),
+        (
+            "question-answering",
+            "Where?",
+            [
+                {"score": 0.5, "start": 3, "end": 9, "answer": "Berlin"},
+                {"score": 0.25, "start": 0, "end": 2, "answer": "In"},
+            ],
+            "'Berlin' (score 0.500, characters 3-9)\n'In' (score 0.250, characters 0-2)",
+        ),
+        ("summarization", "a long text", [{"summary_text": "short"}], "short"),
+        ("translation", "hello", [{"translation_text": "salut"}, {"translation_text": "bonjour"}], "salut\n\nbonjour"),
         (
             "automatic-speech-recognition",
             "a.wav",
