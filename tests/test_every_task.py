@@ -21,7 +21,7 @@ from pipefleet.registry import handler_class
 from pipefleet.spec import parse_spec
 from tests.audio_samples import recordings, wav_bytes
 from tests.oracle import assert_matches
-from tests.support import running_endpoint
+from tests.support import as_json, running_endpoint
 from tests.test_multimodal_handlers import TABLE, invoice, video_bytes
 from tests.test_vision_handlers import drawn_images, png_bytes
 
@@ -157,17 +157,9 @@ def every_route(local_ray, tiny_model):
         yield client
 
 
-def _as_json(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dict):
-        return {key: _as_json(item) for key, item in value.items()}
-    return value
-
-
 @pytest.mark.serve
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_http_output_equals_the_handler(every_route, tiny_model, case):
-    reply = every_route.post(f"/{case.task}", json={"inputs": [_as_json(x) for x in _inputs(case)]})
+    reply = every_route.post(f"/{case.task}", json={"inputs": [as_json(x) for x in _inputs(case)]})
     assert reply.status_code == 200, reply.text
     assert_matches(_comparable(reply.json()), _expected(case, tiny_model(case.task)))

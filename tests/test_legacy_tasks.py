@@ -5,7 +5,6 @@ job and over HTTP, with the tiny models saved beside the goldens."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ from pipefleet.errors import RowError
 from pipefleet.spec import parse_spec
 from tests.legacy.goldens import TASKS, golden, model_folder, row_input
 from tests.oracle import assert_matches
-from tests.support import running_endpoint
+from tests.support import as_json, running_endpoint
 
 ONE_MB = "word " * 200_000
 
@@ -134,17 +133,11 @@ def legacy_routes(local_ray):
         yield client
 
 
-def _as_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: base64.b64encode(v).decode() if isinstance(v, bytes) else v for key, v in value.items()}
-    return value
-
-
 @pytest.mark.serve
 @pytest.mark.parametrize("task", TASKS)
 def test_http_output_equals_the_4_57_pipeline(legacy_routes, task):
     for case in golden(task)["cases"]:
-        body = {"inputs": _as_json(row_input(task, case["inputs"])), "parameters": case["params"]}
+        body = {"inputs": as_json(row_input(task, case["inputs"])), "parameters": case["params"]}
         reply = legacy_routes.post(f"/{task}", json=body)
         assert reply.status_code == 200, reply.text
         assert_matches(reply.json(), case["output"], f"{task}/{case['name']}")

@@ -16,7 +16,7 @@ from pipefleet.handler import Params, TaskHandler
 from pipefleet.media import to_image
 from pipefleet.registry import register
 from pipefleet.tasks.generation import GENERATE_PARAMS
-from pipefleet.tasks.multimodal import row_fields
+from pipefleet.tasks.multimodal import SPAN_ANSWER_PARAMS, row_fields
 
 _SPAN = pa.struct([("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()), ("answer", pa.string())])
 _SEQ2SEQ_PARAMS = {
@@ -48,15 +48,7 @@ class QuestionAnsweringHandler(LegacyHandler):
 
     task = "question-answering"
     input_names = ("question", "context")
-    parameters = {
-        "top_k": P.integer(1),
-        "doc_stride": P.integer(1),
-        "max_answer_len": P.integer(1),
-        "max_seq_len": P.integer(1),
-        "max_question_len": P.integer(1),
-        "handle_impossible_answer": P.boolean(),
-        "align_to_words": P.boolean(),
-    }
+    parameters = {**SPAN_ANSWER_PARAMS, "align_to_words": P.boolean()}
     output_column = "answer"
 
     def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -16,6 +16,15 @@ from pipefleet.media import to_image
 from pipefleet.registry import register
 from pipefleet.runner import Unpad
 
+# The parameters of the extractive question-answering pipelines (answers are spans of the input).
+SPAN_ANSWER_PARAMS = {
+    "top_k": P.integer(1),
+    "doc_stride": P.integer(1),
+    "max_answer_len": P.integer(1),
+    "max_seq_len": P.integer(1),
+    "max_question_len": P.integer(1),
+    "handle_impossible_answer": P.boolean(),
+}
 _ANSWER = pa.struct([("score", pa.float64()), ("answer", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
 
 
@@ -40,12 +49,7 @@ class DocumentQuestionAnsweringHandler(TaskHandler):
     input_names = ("image", "question", "word_boxes")
     media = "image"
     parameters = {
-        "top_k": P.integer(1),
-        "doc_stride": P.integer(1),
-        "max_answer_len": P.integer(1),
-        "max_seq_len": P.integer(1),
-        "max_question_len": P.integer(1),
-        "handle_impossible_answer": P.boolean(),
+        **SPAN_ANSWER_PARAMS,
         "lang": P.text(),
         "tesseract_config": P.text(),
         "timeout": P.number(0),
