@@ -181,11 +181,9 @@ class Spec(_Section):
         # translation_en_to_fr means the translation task with src_lang en and tgt_lang fr, unless params say otherwise.
         from pipefleet.registry import translation_languages
 
-        languages = (
-            translation_languages(data.get("task"))
-            if isinstance(data, dict) and isinstance(data.get("task"), str)
-            else None
-        )
+        if not isinstance(data, dict) or not isinstance(data.get("task"), str):
+            return data
+        languages = translation_languages(data["task"])
         if languages is None:
             return data
         params = data.get("params") if isinstance(data.get("params"), dict) else {}

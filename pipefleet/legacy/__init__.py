@@ -12,6 +12,8 @@ They are registered in transformers' pipeline registry under ``pipefleet-<task>`
 
 from __future__ import annotations
 
+from typing import Any
+
 REGISTERED_PREFIX = "pipefleet-"
 
 # 4.57's default model of each task, pinned to the revision 4.57 used.
@@ -21,6 +23,11 @@ _DEFAULTS = {
     "translation": ("google-t5/t5-base", "a9723ea"),
     "visual-question-answering": ("dandelin/vilt-b32-finetuned-vqa", "d0a1f6a"),
 }
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The parameters a call actually set (those not None), as a pipeline stage's keyword arguments."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def registered_name(task: str) -> str:

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from transformers.pipelines.base import ChunkPipeline
 
+from pipefleet.legacy import given
+
 
 def decode_spans(
     start: np.ndarray, end: np.ndarray, topk: int, max_answer_len: int, undesired_tokens: np.ndarray
@@ -98,28 +100,19 @@ class QuestionAnsweringPipeline(ChunkPipeline):
         align_to_words=None,
         **kwargs,
     ):
-        preprocess_params: dict[str, Any] = {}
-        if padding is not None:
-            preprocess_params["padding"] = padding
-        if doc_stride is not None:
-            preprocess_params["doc_stride"] = doc_stride
-        if max_question_len is not None:  # read by 4.57's slow-tokenizer path only; accepted for compatibility
-            preprocess_params["max_question_len"] = max_question_len
-        if max_seq_len is not None:
-            preprocess_params["max_seq_len"] = max_seq_len
-        postprocess_params: dict[str, Any] = {}
-        if top_k is not None:
-            if top_k < 1:
-                raise ValueError(f"top_k parameter should be >= 1 (got {top_k})")
-            postprocess_params["top_k"] = top_k
-        if max_answer_len is not None:
-            if max_answer_len < 1:
-                raise ValueError(f"max_answer_len parameter should be >= 1 (got {max_answer_len}")
-            postprocess_params["max_answer_len"] = max_answer_len
-        if handle_impossible_answer is not None:
-            postprocess_params["handle_impossible_answer"] = handle_impossible_answer
-        if align_to_words is not None:
-            postprocess_params["align_to_words"] = align_to_words
+        for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} parameter should be >= 1 (got {value})")
+        # max_question_len is read by 4.57's slow-tokenizer path only; accepted for compatibility.
+        preprocess_params = given(
+            padding=padding, doc_stride=doc_stride, max_question_len=max_question_len, max_seq_len=max_seq_len
+        )
+        postprocess_params = given(
+            top_k=top_k,
+            max_answer_len=max_answer_len,
+            handle_impossible_answer=handle_impossible_answer,
+            align_to_words=align_to_words,
+        )
         return preprocess_params, {}, postprocess_params
 
     def __call__(self, question: str | None = None, context: str | None = None, **kwargs: Any) -> Any:

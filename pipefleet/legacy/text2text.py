@@ -13,6 +13,8 @@ from typing import Any
 
 from transformers.pipelines.base import Pipeline
 
+from pipefleet.legacy import given
+
 _PIPELINE_DEFAULTS = {"max_new_tokens": 256, "num_beams": 4}
 _GLOBAL_MAX_LENGTH = 20  # GenerationConfig's max_length when nothing sets it (4.57)
 
@@ -49,11 +51,8 @@ class Seq2SeqPipeline(Pipeline):
         return prefix, defaults
 
     def _sanitize_parameters(self, clean_up_tokenization_spaces=None, truncation=None, **generate_kwargs):
-        preprocess_params = {} if truncation is None else {"truncation": truncation}
-        postprocess_params = {}
-        if clean_up_tokenization_spaces is not None:
-            postprocess_params["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
-        return preprocess_params, generate_kwargs, postprocess_params
+        postprocess_params = given(clean_up_tokenization_spaces=clean_up_tokenization_spaces)
+        return given(truncation=truncation), generate_kwargs, postprocess_params
 
     def preprocess(self, text: str, truncation: bool | str = False, **_: Any) -> Any:
         inputs = self.tokenizer((self.prefix or "") + text, truncation=truncation, return_tensors="pt")
@@ -98,11 +97,7 @@ class TranslationPipeline(Seq2SeqPipeline):
 
     def _sanitize_parameters(self, src_lang=None, tgt_lang=None, **kwargs):
         preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(**kwargs)
-        if src_lang is not None:
-            preprocess_params["src_lang"] = src_lang
-        if tgt_lang is not None:
-            preprocess_params["tgt_lang"] = tgt_lang
-        return preprocess_params, forward_params, postprocess_params
+        return {**preprocess_params, **given(src_lang=src_lang, tgt_lang=tgt_lang)}, forward_params, postprocess_params
 
     def preprocess(self, text: str, truncation: bool | str = False, src_lang=None, tgt_lang=None) -> Any:
         # Multilingual tokenizers (mBART, M2M100, NLLB) mark the languages themselves.

@@ -11,6 +11,8 @@ from typing import Any
 from transformers.image_utils import load_image
 from transformers.pipelines.base import Pipeline
 
+from pipefleet.legacy import given
+
 
 class VisualQuestionAnsweringPipeline(Pipeline):
     _load_processor = False
@@ -20,15 +22,8 @@ class VisualQuestionAnsweringPipeline(Pipeline):
     _pipeline_calls_generate = True
 
     def _sanitize_parameters(self, top_k=None, padding=None, truncation=None, timeout=None, **generate_kwargs):
-        preprocess_params: dict[str, Any] = {}
-        if padding is not None:
-            preprocess_params["padding"] = padding
-        if truncation is not None:
-            preprocess_params["truncation"] = truncation
-        if timeout is not None:
-            preprocess_params["timeout"] = timeout
-        postprocess_params = {} if top_k is None else {"top_k": top_k}
-        return preprocess_params, generate_kwargs, postprocess_params
+        preprocess_params = given(padding=padding, truncation=truncation, timeout=timeout)
+        return preprocess_params, generate_kwargs, given(top_k=top_k)
 
     def __call__(self, image: Any, question: str | None = None, **kwargs: Any) -> Any:
         """``pipe(image=..., question=...)`` or ``pipe({"image": ..., "question": ...})``."""

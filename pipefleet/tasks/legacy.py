@@ -63,12 +63,17 @@ class QuestionAnsweringHandler(LegacyHandler):
         # With top_k > 1 the answer is always a list, so the column keeps one type; 4.57 returned a
         # bare object when only one span was found.
         return [
-            [outcome] if isinstance(outcome, dict) and params.get("top_k", 1) > 1 else outcome
+            [outcome] if isinstance(outcome, dict) and _answers_listed(params) else outcome
             for outcome, params in zip(outcomes, row_params)
         ]
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
-        return pa.list_(_SPAN) if params.get("top_k", 1) > 1 else _SPAN
+        return pa.list_(_SPAN) if _answers_listed(params) else _SPAN
+
+
+def _answers_listed(params: Params) -> bool:
+    """Whether a question-answering row's output is a list of answers rather than one."""
+    return params.get("top_k", 1) > 1
 
 
 @register
