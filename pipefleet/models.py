@@ -95,6 +95,27 @@ def load_pipeline(spec: "Spec", hf_task: str, **extra: Any) -> "Pipeline":
         raise FatalError(f"cannot load {what}: {type(exc).__name__}: {exc}") from exc
 
 
+def model_type(spec: "Spec") -> str | None:
+    """The ``model_type`` in the config of the spec's model (read alone, no weights), or None without one.
+
+    None also when the config cannot be read: loading the pipeline then says why.
+    """
+    from transformers import AutoConfig
+
+    if spec.model is None:
+        return None
+    try:
+        config = AutoConfig.from_pretrained(
+            resolve_model(spec.model, spec.revision),
+            revision=spec.revision,
+            token=os.environ.get("HF_TOKEN") or None,
+            trust_remote_code=spec.trust_remote_code,
+        )
+    except Exception:  # a missing or private model: load_pipeline reports it with the cause
+        return None
+    return getattr(config, "model_type", None)
+
+
 def sampling_rate(spec: "Spec", hf_task: str) -> int:
     """The audio sampling rate the spec's model expects, read from its feature extractor alone.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from transformers import GenerationConfig
 from transformers.image_utils import load_image
 from transformers.pipelines.base import Pipeline
 
@@ -20,6 +21,8 @@ class VisualQuestionAnsweringPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = True
     _pipeline_calls_generate = True
+    _default_generation_config = GenerationConfig(max_new_tokens=256)  # 4.57's default for generative answers
+    _non_generation_params = ("top_k",)  # the number of scored answers, not a sampling parameter
 
     def _sanitize_parameters(self, top_k=None, padding=None, truncation=None, timeout=None, **generate_kwargs):
         preprocess_params = given(padding=padding, truncation=truncation, timeout=timeout)

@@ -68,6 +68,16 @@ TRANSLATION: list[Case] = [
     ("long", SENTENCES[3], {"max_new_tokens": 20}),
 ]
 
+# A multilingual model (NLLB) is told the languages in the call, as its model card shows.
+ENGLISH_TO = {"src_lang": "eng_Latn", "tgt_lang": "fra_Latn"}
+MULTILINGUAL_TRANSLATION: list[Case] = [
+    ("to_french", SENTENCES[0], {**ENGLISH_TO, "max_new_tokens": 8}),
+    ("to_german", SENTENCES[0], {**ENGLISH_TO, "tgt_lang": "deu_Latn", "max_new_tokens": 8}),
+    ("defaults", SENTENCES[1], ENGLISH_TO),
+    ("beams", SENTENCES[2], {**ENGLISH_TO, "max_new_tokens": 10, "num_beams": 3}),
+]
+LANGUAGES = ["eng_Latn", "fra_Latn", "deu_Latn"]
+
 # Images are drawn by tests.legacy.images; a case names one.
 VISUAL_QUESTION_ANSWERING: list[Case] = [
     ("defaults", {"image": "red_square", "question": "What colour is the square?"}, {}),
@@ -75,24 +85,39 @@ VISUAL_QUESTION_ANSWERING: list[Case] = [
     ("more_than_labels", {"image": "green_lines", "question": "How many lines are there?"}, {"top_k": 50}),
 ]
 
+# A generative answerer (BLIP); 4.57 took its generation parameters when the pipeline was made.
+GENERATIVE_VISUAL_QUESTION_ANSWERING: list[Case] = [
+    ("defaults", {"image": "red_square", "question": "What colour is the square?"}, {}),
+    ("short", {"image": "blue_circle", "question": "What shape is it?"}, {"max_new_tokens": 6}),
+    ("beams", {"image": "green_lines", "question": "How many lines are there?"}, {"max_new_tokens": 6, "num_beams": 2}),
+    ("top_k_is_ignored", {"image": "blue_circle", "question": "What colour is it?"}, {"top_k": 3, "max_new_tokens": 5}),
+]
+
+# Golden name -> its cases. Each golden is one task on one tiny model (make_goldens.BUILDERS).
 CASES: dict[str, list[Case]] = {
     "question-answering": QUESTION_ANSWERING,
     "summarization": SUMMARIZATION,
     "translation_en_to_fr": TRANSLATION,
+    "translation-multilingual": MULTILINGUAL_TRANSLATION,
     "visual-question-answering": VISUAL_QUESTION_ANSWERING,
+    "visual-question-answering-generative": GENERATIVE_VISUAL_QUESTION_ANSWERING,
 }
 
 VQA_ANSWERS = ["red", "blue", "green", "square", "circle", "one", "two", "three", "yes", "no"]
 
 
-def words() -> list[str]:
-    """Every word of the cases, for the tiny tokenizer's vocabulary."""
-    import re
-
-    texts: list[str] = [BERLIN, HARBOUR, *ARTICLES, *SENTENCES, "summarize translate English to French"]
+def texts() -> list[str]:
+    """Every text of the cases, as written, for the tiny tokenizers' vocabularies."""
+    found: list[str] = [BERLIN, HARBOUR, *ARTICLES, *SENTENCES, "summarize translate English to French"]
     for cases in CASES.values():
         for _, inputs, _ in cases:
             if isinstance(inputs, dict):
-                texts.extend(str(value) for value in inputs.values())
-    texts.extend(VQA_ANSWERS)
-    return sorted({word for text in texts for word in re.findall(r"[a-z0-9]+", text.lower())})
+                found.extend(str(value) for value in inputs.values())
+    return [*found, *VQA_ANSWERS]
+
+
+def words() -> list[str]:
+    """Every word of the cases, lower-cased, for the tiny WordPiece vocabulary."""
+    import re
+
+    return sorted({word for text in texts() for word in re.findall(r"[a-z0-9]+", text.lower())})
