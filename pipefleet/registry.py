@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 _HANDLERS: dict[str, type["TaskHandler"]] = {}
 _ALIASES: dict[str, str] = {}
 # translation_en_to_fr and the like: the translation task with its languages in the name, as pipeline() took them.
-# translation_en_to_fr; NLLB's codes hold an underscore themselves: translation_eng_Latn_to_fra_Latn.
+# A code may hold one underscore, as NLLB's and mBART's do: translation_eng_Latn_to_fra_Latn.
 _TRANSLATION = re.compile(r"translation_([A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)?)_to_([A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)?)")
 
 
