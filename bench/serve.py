@@ -1,13 +1,14 @@
 """Online latency and throughput: all-MiniLM-L6-v2 embeddings behind a local pipefleet endpoint.
 
-    .venv/bin/python bench/serve.py [--seconds 15]
+    .venv/bin/python bench/serve.py [--seconds 15] [--gpu]
 
 One application with two routes on one replica each: dynamic batching (max_batch_size 32) and
 none (max_batch_size 1). A separate process (python -m serve.load) drives each route closed-loop
 at concurrency 1, 8, 32 and 64 for a fixed time per level. Then the CPU time each process
 (proxy, gateway, model replica, the rest of Ray, the load generator) spends per request, and the
 in-process handler call (with the replica's threads) against the HTTP call at concurrency 1.
-Prints tables and writes bench/results/serve.json.
+Prints tables and writes bench/results/serve.json. ``--gpu`` puts both replicas on one GPU (half
+each, float16) and writes bench/results/serve-gpu.json.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ ROLES = {"proxy": "ProxyActor", "gateway": ":Gateway", "model replica": ":model-
 TEXT = "The train to Berlin delighted the visiting students thanks to friendly and patient staff."
 
 
-def spec(route: str, max_batch_size: int) -> dict:
+def spec(route: str, max_batch_size: int, gpu: bool = False) -> dict:
     return {
         "task": "feature-extraction",
         "model": minilm(),
-        "device": "cpu",
+        "device": "auto" if gpu else "cpu",
+        **({"dtype": "float16"} if gpu else {}),
         "batch_size": 32,
         "serve": {
             "route": route,
@@ -48,6 +50,7 @@ def spec(route: str, max_batch_size: int) -> dict:
             "max_ongoing_requests": 64,
             "max_queued_requests": 256,
             "num_cpus": 1,
+            "num_gpus": 0.5 if gpu else 0,  # the two routes share one GPU
         },
     }
 
@@ -83,14 +86,14 @@ def drive(url: str, concurrency: int, seconds: float) -> dict:
     return summary
 
 
-def in_process_p50_ms(calls: int = 300) -> float:
+def in_process_p50_ms(gpu: bool, calls: int = 300) -> float:
     """The handler's own latency for one input, without Ray or HTTP, with the replica's thread count."""
     import torch
 
     from pipefleet.registry import handler_class
     from pipefleet.spec import parse_spec
 
-    parsed = parse_spec(spec("/x", 1))
+    parsed = parse_spec(spec("/x", 1, gpu))
     torch.set_num_threads(int(parsed.serve.num_cpus))
     handler = handler_class(parsed.task)(parsed)
     handler.setup()
@@ -113,15 +116,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15, help="load time per level")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--gpu", action="store_true", help="replicas on the GPU (half each)")
     args = parser.parse_args()
+    if args.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            sys.exit("bench/serve.py --gpu needs a CUDA GPU; this process sees none")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     print(json.dumps(machine()), flush=True)
-    in_process = in_process_p50_ms()
+    in_process = in_process_p50_ms(args.gpu)
 
     # Two replicas of 1 CPU each plus the gateway: one logical CPU more than a 2-core laptop has.
     ray.init(num_cpus=(os.cpu_count() or 2) + 1, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    serve.run(build_app({"specs": [spec("/batched", 32), spec("/unbatched", 1)]}), name="bench", route_prefix="/")
+    specs = [spec("/batched", 32, args.gpu), spec("/unbatched", 1, args.gpu)]
+    serve.run(build_app({"specs": specs}), name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{args.port}"
     results: dict[str, dict[int, dict]] = {"batched": {}, "unbatched": {}}
     try:
@@ -155,7 +165,7 @@ def main() -> None:
     )
     roles = list(results["batched"][1]["cpu_ms_per_request"])
     print_table(
-        "CPU ms per request, by process (the machine has 2 cores: 2,000 CPU ms per second)",
+        f"CPU ms per request, by process (the machine has {os.cpu_count()} cores: {os.cpu_count()},000 CPU ms per s)",
         ["route", "concurrency", *roles],
         [
             [name, concurrency, *results[name][concurrency]["cpu_ms_per_request"].values()]
@@ -174,7 +184,8 @@ def main() -> None:
             ["added by HTTP + Serve", http_p50 - in_process],
         ],
     )
-    path = save("serve", {"machine": machine(), "seconds": args.seconds, "in_process_p50_ms": in_process, **results})
+    summary = {"machine": machine(), "seconds": args.seconds, "in_process_p50_ms": in_process, **results}
+    path = save("serve-gpu" if args.gpu else "serve", summary)
     print(f"written: {path}")
 
 
