@@ -82,6 +82,17 @@ def test_translation_task_names_carry_their_languages():
     assert parse_spec({"task": "vqa"}).task == "visual-question-answering"
 
 
+def test_bare_translation_takes_the_models_first_language_pair_as_4_57_did(make_handler):
+    # 4.57's pipeline("translation") on this T5 picks translation_en_to_fr, its first translation entry
+    # in task_specific_params, and so its prefix: the outputs equal that golden's.
+    cases = golden("translation_en_to_fr")["cases"]
+    handler = make_handler("translation", model_folder("translation_en_to_fr"))
+    assert handler.pipe.legacy_task == "translation_en_to_fr"
+    outputs = handler.predict([case["inputs"] for case in cases], [case["params"] for case in cases])
+    for case, output in zip(cases, outputs):
+        assert_matches(output, case["output"], case["name"])
+
+
 def test_multilingual_translation_writes_in_the_asked_language_and_refuses_unknown_codes(make_handler):
     outputs = {case["name"]: case["output"] for case in golden("translation-multilingual")["cases"]}
     assert outputs["to_french"] != outputs["to_german"]  # the same text: the target language decides

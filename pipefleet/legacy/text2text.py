@@ -32,8 +32,11 @@ class Seq2SeqPipeline(Pipeline):
     def __init__(self, *args: Any, legacy_task: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The 4.57 task name (summarization, translation_en_to_fr) picks the task_specific_params.
-        self.legacy_task = legacy_task or self.default_task
+        self.legacy_task = self._task_params_key(legacy_task or self.default_task)
         self.prefix, self.generation_defaults = self._legacy_generation_defaults()
+
+    def _task_params_key(self, task: str) -> str:
+        return task
 
     def _legacy_generation_defaults(self) -> tuple[str | None, dict[str, Any]]:
         defaults = dict(_PIPELINE_DEFAULTS)
@@ -94,6 +97,14 @@ class TranslationPipeline(Seq2SeqPipeline):
 
     return_name = "translation"
     default_task = "translation"
+
+    def _task_params_key(self, task: str) -> str:
+        # A bare "translation" takes the model's first translation_xx_to_yy entry (T5's prefix), as 4.57's
+        # pipeline() did.
+        if task == "translation":
+            task_params = getattr(self.model.config, "task_specific_params", None) or {}
+            task = next((key for key in task_params if key.startswith("translation")), task)
+        return task
 
     def _sanitize_parameters(self, src_lang=None, tgt_lang=None, **kwargs):
         preprocess_params, forward_params, postprocess_params = super()._sanitize_parameters(**kwargs)
