@@ -30,6 +30,7 @@ from bench.batch import minilm  # noqa: E402
 from bench.report import machine, print_table, save  # noqa: E402
 
 LEVELS = (1, 8, 32, 64)
+BATCHED = 32  # the batched route's max_batch_size
 # Where a request's CPU time goes, by process: Serve's HTTP proxy, pipefleet's gateway
 # deployment, the model replica, the rest of Ray, and the load generator itself.
 ROLES = {"proxy": "ProxyActor", "gateway": ":Gateway", "model replica": ":model-"}
@@ -83,28 +84,38 @@ def drive(url: str, concurrency: int, seconds: float) -> dict:
     # The warm-up requests are not in the summary's count, but their CPU is in the totals.
     sent = summary["requests"] + 2 * concurrency
     summary["cpu_ms_per_request"] = {role: 1000 * (after[role] - before[role]) / sent for role in after}
+    summary["rows_per_forward"] = rows_per_forward(url)
     return summary
 
 
-def in_process_p50_ms(gpu: bool, calls: int = 300) -> float:
-    """The handler's own latency for one input, without Ray or HTTP, with the replica's thread count."""
+def rows_per_forward(url: str) -> float:
+    """Mean rows in the route's last 50 forward passes, from the gateway's /-/stats."""
+    import httpx
+
+    base, route = url.rsplit("/", 1)
+    recent = httpx.get(f"{base}/-/stats", timeout=30).json()["/" + route]["recent_batch_rows"]
+    return statistics.mean(recent)
+
+
+def in_process_ms_per_row(gpu: bool, rows: int, calls: int) -> float:
+    """p50 of the handler's own call on ``rows`` inputs, per row: no Ray, no HTTP, the replica's threads."""
     import torch
 
     from pipefleet.registry import handler_class
     from pipefleet.spec import parse_spec
 
-    parsed = parse_spec(spec("/x", 1, gpu))
+    parsed = parse_spec(spec("/x", rows, gpu))
     torch.set_num_threads(int(parsed.serve.num_cpus))
     handler = handler_class(parsed.task)(parsed)
     handler.setup()
     for _ in range(20):
-        handler.predict([TEXT])
+        handler.predict([TEXT] * rows)
     times = []
     for _ in range(calls):
         started = time.perf_counter()
-        handler.predict([TEXT])
+        handler.predict([TEXT] * rows)
         times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
+    return 1000 * statistics.median(times) / rows
 
 
 def main() -> None:
@@ -125,12 +136,14 @@ def main() -> None:
             sys.exit("bench/serve.py --gpu needs a CUDA GPU; this process sees none")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     print(json.dumps(machine()), flush=True)
-    in_process = in_process_p50_ms(args.gpu)
+    in_process = in_process_ms_per_row(args.gpu, rows=1, calls=300)
+    # What a full batch costs per row: the most dynamic batching could save per request.
+    in_process_full_batch = in_process_ms_per_row(args.gpu, rows=BATCHED, calls=20)
 
     # Two replicas of 1 CPU each plus the gateway: one logical CPU more than a 2-core laptop has.
     ray.init(num_cpus=(os.cpu_count() or 2) + 1, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    specs = [spec("/batched", 32, args.gpu), spec("/unbatched", 1, args.gpu)]
+    specs = [spec("/batched", BATCHED, args.gpu), spec("/unbatched", 1, args.gpu)]
     serve.run(build_app({"specs": specs}), name="bench", route_prefix="/")
     base = f"http://127.0.0.1:{args.port}"
     results: dict[str, dict[int, dict]] = {"batched": {}, "unbatched": {}}
@@ -156,11 +169,15 @@ def main() -> None:
                 unbatched["p50_ms"],
                 unbatched["p99_ms"],
                 batched["ok_per_s"] / unbatched["ok_per_s"],
+                batched["rows_per_forward"],
             ]
         )
     print_table(
         f"MiniLM embeddings over HTTP, one replica, {args.seconds:.0f} s per level",
-        ["concurrency", "batched req/s", "p50 ms", "p99 ms", "max_batch_size 1 req/s", "p50 ms", "p99 ms", "x"],
+        [
+            *["concurrency", "batched req/s", "p50 ms", "p99 ms"],
+            *["max_batch_size 1 req/s", "p50 ms", "p99 ms", "x", "batched rows/forward"],
+        ],
         rows,
     )
     roles = list(results["batched"][1]["cpu_ms_per_request"])
@@ -179,12 +196,14 @@ def main() -> None:
         ["call", "p50 ms"],
         [
             ["handler.predict in-process, same threads as the replica", in_process],
+            [f"the same, per row of a call with {BATCHED} inputs", in_process_full_batch],
             ["HTTP, max_batch_size 1", http_p50],
             ["HTTP, dynamic batching", results["batched"][1]["p50_ms"]],
             ["added by HTTP + Serve", http_p50 - in_process],
         ],
     )
-    summary = {"machine": machine(), "seconds": args.seconds, "in_process_p50_ms": in_process, **results}
+    summary = {"machine": machine(), "seconds": args.seconds, "in_process_p50_ms": in_process}
+    summary |= {"in_process_full_batch_ms_per_row": in_process_full_batch, **results}
     path = save("serve-gpu" if args.gpu else "serve", summary)
     print(f"written: {path}")
 
