@@ -129,6 +129,9 @@ def test_overload_far_beyond_the_queue_is_refused_fast_and_accepted_latency_stay
         "refused_max": refused[-1],
     }
     print(f"overload: {numbers}")
-    assert numbers["refused_p50"] < numbers["accepted_p50"] / 2, numbers
+    # Both p50s carry the flooded front door, which on two cores costs about as much as the queue
+    # (runs measured refused/accepted p50 ratios from 0.33 to 0.55). A refusal that waited in the
+    # queue would take at least as long as an accepted request; 3/4 leaves room for the noise.
+    assert numbers["refused_p50"] < 0.75 * numbers["accepted_p50"], numbers
     assert accepted[-1] < TIMEOUT_S + refused[-1] and wall < 20 + TIMEOUT_S + 5, numbers
     assert _healthy(faults_endpoint, "/two")
