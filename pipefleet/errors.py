@@ -18,6 +18,14 @@ class BadInput(PipefleetError):
     """The caller's input or parameters cannot be used (a 4xx online, a row error offline)."""
 
 
+class BadParameter(BadInput):
+    """A parameter the task does not take, or a value of the wrong type (a 400 online, a spec error offline)."""
+
+
+class ServerFault(PipefleetError):
+    """The server lacks something it needs for this input, such as a program: the operator's to fix (a 500)."""
+
+
 class ModelError(PipefleetError):
     """The model failed on an input that looked valid (a row error offline, 500 online)."""
 
@@ -39,13 +47,15 @@ class RowError:
     """The outcome of one row that could not be processed; its neighbours are unaffected."""
 
     message: str
-    kind: str = "bad_input"  # "bad_input" | "model_error"
+    kind: str = "bad_input"  # "bad_input" | "model_error" | "server_error"
 
     @classmethod
     def from_exception(cls, exc: BaseException, kind: str = "bad_input") -> "RowError":
         """A row error whose message names the exception's type unless it is one of ours."""
         if isinstance(exc, ModelError):
             kind = "model_error"
+        elif isinstance(exc, ServerFault):
+            kind = "server_error"
         text = str(exc) or type(exc).__name__
         if not isinstance(exc, PipefleetError):
             text = f"{type(exc).__name__}: {text}"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from pipefleet.errors import BadInput, ModelError, RowError
+from pipefleet.errors import BadInput, BadParameter, ModelError, RowError
 from pipefleet.params import Check, check_values
 from pipefleet.runner import RunStats, Unpad, run_pipeline
 
@@ -82,11 +82,11 @@ class TaskHandler:
 
     @classmethod
     def check_params(cls, params: Params) -> None:
-        """Raise :class:`BadInput` naming any parameter this task does not take, or a wrong value."""
+        """Raise :class:`BadParameter` naming any parameter this task does not take, or a wrong value."""
         unknown = sorted(set(params) - set(cls.parameters))
         if unknown:
             accepted = ", ".join(sorted(cls.parameters)) or "none"
-            raise BadInput(f"unknown parameter(s) for {cls.task}: {', '.join(unknown)}; accepted: {accepted}")
+            raise BadParameter(f"unknown parameter(s) for {cls.task}: {', '.join(unknown)}; accepted: {accepted}")
         check_values(cls.parameters, dict(params))
 
     def merged_params(self, overrides: Params | None) -> dict[str, Any]:

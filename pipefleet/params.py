@@ -1,7 +1,9 @@
 """Checks for task parameters, so a caller's wrong type or value is a clear 4xx, not a model fault.
 
 Each handler maps its parameter names to one of these checks; a check returns nothing or
-raises :class:`BadInput` naming the parameter and what it takes.
+raises :class:`BadParameter` naming the parameter and what it takes. Each check also carries
+the JSON schema of what it accepts (``check.schema``), from which the endpoint's OpenAPI
+document describes the parameters.
 """
 
 from __future__ import annotations
@@ -9,17 +11,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipefleet.errors import BadInput
+from pipefleet.errors import BadParameter
 
 Check = Callable[[str, Any], None]
 
 
-def _accepting(accepts: Callable[[Any], bool], wants: str) -> Check:
+def _accepting(accepts: Callable[[Any], bool], wants: str, schema: dict[str, Any]) -> Check:
     def check(name: str, value: Any) -> None:
         if not accepts(value):
-            raise BadInput(f"parameter {name}: {wants}, got {value!r:.60}")
+            raise BadParameter(f"parameter {name}: {wants}, got {value!r:.60}")
 
+    check.schema = {**schema, "description": wants}  # type: ignore[attr-defined]
     return check
+
+
+def schema_of(check: Check) -> dict[str, Any]:
+    """The JSON schema of what ``check`` accepts (an empty schema for a check without one)."""
+    return dict(getattr(check, "schema", {}))
 
 
 def _is_number(value: Any) -> bool:
@@ -28,42 +36,52 @@ def _is_number(value: Any) -> bool:
 
 def integer(minimum: int = 0, nullable: bool = False) -> Check:
     wants = f"an integer >= {minimum}" + (" or null" if nullable else "")
+    schema = {"type": ["integer", "null"] if nullable else "integer", "minimum": minimum}
     return _accepting(
-        lambda v: (v is None and nullable) or (isinstance(v, int) and not isinstance(v, bool) and v >= minimum), wants
+        lambda v: (v is None and nullable) or (isinstance(v, int) and not isinstance(v, bool) and v >= minimum),
+        wants,
+        schema,
     )
 
 
 def number(minimum: float = 0.0) -> Check:
-    return _accepting(lambda v: _is_number(v) and v >= minimum, f"a number >= {minimum:g}")
+    return _accepting(
+        lambda v: _is_number(v) and v >= minimum, f"a number >= {minimum:g}", {"type": "number", "minimum": minimum}
+    )
 
 
 def boolean() -> Check:
-    return _accepting(lambda v: isinstance(v, bool), "true or false")
+    return _accepting(lambda v: isinstance(v, bool), "true or false", {"type": "boolean"})
 
 
 def choice(*options: str) -> Check:
-    return _accepting(lambda v: isinstance(v, str) and v.lower() in options, f"one of {', '.join(options)}")
+    return _accepting(
+        lambda v: isinstance(v, str) and v.lower() in options, f"one of {', '.join(options)}", {"enum": list(options)}
+    )
 
 
 def flag_or_choice(*options: str) -> Check:
     """true, false, or one of ``options`` (``return_timestamps``: true, "char" or "word")."""
     wants = f"true, false or one of {', '.join(options)}"
-    return _accepting(lambda v: isinstance(v, bool) or (isinstance(v, str) and v in options), wants)
+    schema = {"anyOf": [{"type": "boolean"}, {"enum": list(options)}]}
+    return _accepting(lambda v: isinstance(v, bool) or (isinstance(v, str) and v in options), wants, schema)
 
 
 def number_or_pair(minimum: float = 0.0) -> Check:
     """A number, or a list of two (``stride_length_s``: the same stride on both sides, or left and right)."""
+    number_schema = {"type": "number", "minimum": minimum}
     return _accepting(
         lambda v: (
             (_is_number(v) and v >= minimum)
             or (isinstance(v, list) and len(v) == 2 and all(_is_number(x) and x >= minimum for x in v))
         ),
         f"a number >= {minimum:g} or a list of two",
+        {"anyOf": [number_schema, {"type": "array", "items": number_schema, "minItems": 2, "maxItems": 2}]},
     )
 
 
 def text() -> Check:
-    return _accepting(lambda v: isinstance(v, str), "a string")
+    return _accepting(lambda v: isinstance(v, str), "a string", {"type": "string"})
 
 
 def texts() -> Check:
@@ -71,11 +89,12 @@ def texts() -> Check:
     return _accepting(
         lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
         "a string or a list of strings",
+        {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
     )
 
 
 def mapping() -> Check:
-    return _accepting(lambda v: isinstance(v, dict), "an object")
+    return _accepting(lambda v: isinstance(v, dict), "an object", {"type": "object"})
 
 
 def check_values(checks: dict[str, Check], params: dict[str, Any]) -> None:

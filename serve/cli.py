@@ -7,46 +7,72 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
 
+import yaml
+
 from pipefleet.errors import FatalError
-from pipefleet.spec import load_spec
 from serve.demo import DEMO_PATH
 
-APP_NAME = "pipefleet"
+INGRESSES = ("haproxy", "python")
 
 
 def build_parser(demo: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipefleet demo" if demo else "pipefleet serve",
-        description="Serve task handlers over HTTP with Ray Serve"
+        description="Serve task handlers over HTTP with Ray Serve, one route per spec"
         + (", with a demo page at /demo for every route." if demo else "."),
     )
     parser.add_argument("specs", nargs="+", help="spec YAML files; one route each")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    parser.add_argument(
+        "--host",
+        help="address to listen on; 0.0.0.0 for every interface, which a cluster needs so that HAProxy on "
+        "one node reaches replicas on the others (default: 127.0.0.1; 0.0.0.0 in --print-config)",
+    )
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    parser.add_argument(
+        "--ingress",
+        choices=INGRESSES,
+        default="haproxy",
+        help="what answers HTTP: haproxy (Ray Serve's HAProxy ingress, the default; falls back to python when "
+        "it cannot start) or python (Serve's Python proxy)",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the Serve config file for these specs (for serve run / serve deploy) and exit",
+    )
     return parser
 
 
 def start(
-    specs: list[str], host: str = "127.0.0.1", port: int = 8000, address: str | None = None, demo: bool = False
-) -> str:
-    """Deploy the application for ``specs`` (with the demo page for every route if ``demo``); return its base URL."""
+    specs: list[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    address: str | None = None,
+    demo: bool = False,
+    ingress: str = "haproxy",
+) -> tuple[str, str, bool]:
+    """Deploy the applications for ``specs``; return the base URL, the ingress that answers, and
+    whether this call started the local Ray it runs on.
+
+    When HAProxy cannot start, says so and starts Serve's Python proxy instead.
+    """
     import ray
-    from ray import serve
 
-    from serve.app import build_app, capacity_problems, load_specs
+    from serve.app import applications, capacity_problems, load_specs
 
-    loaded = load_specs(specs)  # fail on a bad spec before starting anything
+    loaded = load_specs(specs, demo=demo)  # fail on a bad spec before starting anything
     address = address or os.environ.get("RAY_ADDRESS")
     started_here = not ray.is_initialized() and not address
     if address and not ray.is_initialized():
         ray.init(address=address, namespace="serve")
     elif started_here:
-        # One logical CPU more than the cores, as the job does: the gateway's share then fits
+        # One logical CPU more than the cores, as the job does: the index's share then fits
         # beside replicas that take every core.
         ray.init(namespace="serve", include_dashboard=False, num_cpus=(os.cpu_count() or 1) + 1)
     problems = capacity_problems(loaded, ray.cluster_resources())
@@ -55,31 +81,86 @@ def start(
         raise FatalError("the endpoint cannot start on this machine: " + "; ".join(problems))
     for problem in problems:  # a cluster's autoscaler may be bringing the nodes
         print(f"pipefleet: waiting for the autoscaler: {problem}", file=sys.stderr)
-    # The proxy's own timeout sits above every route's, which the gateway enforces itself (504).
-    timeout = max(s.serve.request_timeout_s for s in loaded) + 5
-    serve.start(http_options={"host": host, "port": port, "request_timeout_s": timeout})
-    serve.run(build_app({"specs": specs, "demo": demo}), name=APP_NAME, route_prefix="/", blocking=False)
-    return f"http://{host}:{port}"
+    if not started_here and host in ("127.0.0.1", "localhost") and len(ray.nodes()) > 1:
+        print(
+            f"pipefleet: note: --host {host} on a cluster of {len(ray.nodes())} nodes: replicas on other nodes "
+            "cannot be reached; use --host 0.0.0.0",
+            file=sys.stderr,
+        )
+    ingress = _start_serve(loaded, host, port, ingress)
+    from ray import serve
+
+    serve.run_many(applications(loaded))
+    return f"http://{host}:{port}", ingress, started_here
+
+
+def _start_serve(specs: list, host: str, port: int, ingress: str) -> str:
+    """Start Serve's controller and ingress with ``ingress``'s settings; HAProxy falls back to Python's proxy."""
+    from ray import serve
+
+    from serve.app import fast_path_env, proxy_timeout_s
+
+    http_options = {"host": host, "port": port, "request_timeout_s": proxy_timeout_s(specs)}
+    try:
+        serve.start(http_options=http_options, controller_options={"runtime_env": {"env_vars": fast_path_env(ingress)}})
+        return ingress
+    except Exception as exc:  # noqa: BLE001 - HAProxy missing, or it could not bind: say so and go on without it
+        if ingress != "haproxy":
+            raise
+        cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        print(f"pipefleet: HAProxy could not start ({cause}); using Serve's Python proxy instead", file=sys.stderr)
+        serve.shutdown()
+    serve.start(http_options=http_options, controller_options={"runtime_env": {"env_vars": fast_path_env("python")}})
+    return "python"
 
 
 def main(argv: Sequence[str] | None = None, demo: bool = False) -> int:
     args = build_parser(demo).parse_args(argv)
     try:
-        url = start(args.specs, args.host, args.port, args.address, demo)
+        if args.print_config:
+            from serve.app import serve_config
+
+            config = serve_config(args.specs, args.host or "0.0.0.0", args.port, args.ingress, demo)
+            print(yaml.safe_dump(config, sort_keys=False), end="")
+            return 0
+        host = args.host or "127.0.0.1"
+        url, ingress, started_here = start(args.specs, host, args.port, args.address, demo, args.ingress)
     except FatalError as exc:
         print(f"pipefleet: error: {exc}", file=sys.stderr)
         return 2
-    print(f"pipefleet: serving {', '.join(args.specs)} at {url} (routes: GET {url}/, docs: {url}/docs); Ctrl-C stops")
-    if demo or any(load_spec(s).serve.demo for s in args.specs):
+    print(
+        f"pipefleet: serving {', '.join(args.specs)} at {url} through {ingress} "
+        f"(routes: GET {url}/, docs: {url}/docs); Ctrl-C stops"
+    )
+    if demo or any(s.serve.demo for s in _specs(args.specs)):
         print(f"pipefleet: demo page at {url}{DEMO_PATH}/")
+    # SIGTERM (a service manager, `kill`) stops the endpoint as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        from ray import serve
-
-        serve.shutdown()
+        print("pipefleet: stopping", file=sys.stderr)
+        _stop(started_here)
     return 0
+
+
+def _stop(started_here: bool) -> None:
+    """Stop the endpoint: the whole local Ray this command started (at once: replicas need not drain), or
+    only Serve on a cluster."""
+    import ray
+    from ray import serve
+
+    if started_here:
+        ray.shutdown()
+    else:
+        serve.shutdown()
+
+
+def _specs(paths: list[str]) -> list:
+    from pipefleet.spec import load_spec
+
+    return [load_spec(path) for path in paths]
 
 
 if __name__ == "__main__":

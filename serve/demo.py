@@ -1,8 +1,8 @@
 """The browser demo: a Gradio page at ``/demo`` with one tab per route that asks for it.
 
-The page is a client of the gateway like any other: each tab hands its input to the
-gateway's own checks (auth, size, parameters, decoding) and to the route's batched model
-deployment, so it meets the same batching, limits and errors as the API. What this module
+The page is a client of the routes like any other: each tab hands its input to the route
+replica's own checks (auth, size, parameters, decoding) and batches, so it meets the same
+batching, limits and errors as the API. What this module
 adds is only presentation: an input widget that fits the task, and the output drawn the
 way a person reads it (label bars, highlighted entities, streamed text).
 
@@ -23,25 +23,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipefleet.errors import FatalError
-from serve.requests import HTTPProblem
+from pipefleet.errors import BadInput, FatalError
+from serve.errors import BodyTooLarge, MalformedRequest, error_message, status_of
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from serve.app import Route
+    from serve.index import Route
 
 DEMO_PATH = "/demo"
 # Gradio would otherwise report usage to its makers and fetch web fonts for the page.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-# (route, input, parameters, bearer token) -> the row's output; raises HTTPProblem as the API would answer.
-Run = Callable[["Route", Any, dict[str, Any], str | None], Awaitable[Any]]
-Stream = Callable[["Route", Any, dict[str, Any], str | None], AsyncIterator[str]]
+# (route, input, parameters, bearer token) -> {"output": ...} or {"error": ..., "status": ...}, as the API answers.
+Run = Callable[["Route", Any, dict[str, Any], str | None], Awaitable[dict[str, Any]]]
+# The same for a generation: {"token": ...} events, or one {"error": ..., "status": ...}.
+Stream = Callable[["Route", Any, dict[str, Any], str | None], AsyncIterator[dict[str, Any]]]
 
 
 def mount_demo(app: "FastAPI", routes: list["Route"], run: Run, stream: Stream) -> None:
-    """Mount the demo page on ``app`` at ``/demo``, ahead of the gateway's catch-all ``POST /{path}``."""
+    """Mount the demo page on ``app`` at ``/demo``, ahead of the index's catch-all route."""
     try:
         import gradio as gr
     except ImportError:
@@ -55,7 +56,7 @@ def mount_demo(app: "FastAPI", routes: list["Route"], run: Run, stream: Stream) 
             with gr.Tab(route.spec.route.lstrip("/"), id=route.spec.route):
                 _tab(gr, route, run, stream)
     gr.mount_gradio_app(app, page, path=DEMO_PATH, theme=theme, ssr_mode=False, max_file_size=largest_body)
-    # Starlette matches routes in order; the gateway's POST /{path} would otherwise take the page's calls.
+    # Starlette matches routes in order; the index's catch-all would otherwise take the page's calls.
     app.router.routes.insert(0, app.router.routes.pop())
 
 
@@ -66,7 +67,7 @@ def _tab(gr: Any, route: "Route", run: Run, stream: Stream) -> None:
     form = _form(gr, route)
     with gr.Accordion("parameters", open=False):
         parameters = gr.Code(value=json.dumps(spec.params, indent=2), language="json", label="parameters (JSON)")
-        token = gr.Textbox(label="bearer token", type="password", visible=route.token is not None)
+        token = gr.Textbox(label="bearer token", type="password", visible=route.needs_token)
     button = gr.Button("Run", variant="primary")
     output = _output_widget(gr, spec.task)
     widgets = [parameters, token, *form.widgets]
@@ -75,12 +76,11 @@ def _tab(gr: Any, route: "Route", run: Run, stream: Stream) -> None:
 
         async def generate(params_json: str, bearer: str, text: str) -> AsyncIterator[str]:
             produced = ""
-            try:
-                async for piece in stream(route, text, _parameters(params_json), bearer or None):
-                    produced += piece
-                    yield produced
-            except HTTPProblem as exc:
-                raise gr.Error(_message(exc)) from None
+            async for event in stream(route, text, _parameters(gr, params_json), bearer or None):
+                if "error" in event:
+                    raise gr.Error(_message(event))
+                produced += event["token"]
+                yield produced
 
         button.click(generate, widgets, output, api_name=_api_name(spec.route))
         return
@@ -88,10 +88,12 @@ def _tab(gr: Any, route: "Route", run: Run, stream: Stream) -> None:
     async def predict(params_json: str, bearer: str, *values: Any) -> Any:
         try:
             raw, extra = form.build(list(values))
-            result = await run(route, raw, {**_parameters(params_json), **extra}, bearer or None)
-        except HTTPProblem as exc:
-            raise gr.Error(_message(exc)) from None
-        return present(spec.task, values[0], result)
+        except (BadInput, BodyTooLarge) as exc:
+            raise _refusal(gr, exc) from None
+        answer = await run(route, raw, {**_parameters(gr, params_json), **extra}, bearer or None)
+        if "error" in answer:
+            raise gr.Error(_message(answer))
+        return present(spec.task, values[0], answer["output"])
 
     button.click(predict, widgets, output, api_name=_api_name(spec.route))
 
@@ -240,14 +242,19 @@ def _seconds(value: float | None) -> str:
     return "?" if value is None else f"{value:.2f}"
 
 
-def _parameters(text: str) -> dict[str, Any]:
+def _parameters(gr: Any, text: str) -> dict[str, Any]:
     try:
         value = json.loads(text or "{}")
     except json.JSONDecodeError as exc:
-        raise HTTPProblem(400, f"parameters are not valid JSON: {exc}") from None
+        raise _refusal(gr, MalformedRequest(f"parameters are not valid JSON: {exc}")) from None
     if not isinstance(value, dict):
-        raise HTTPProblem(400, "parameters must be a JSON object")
+        raise _refusal(gr, MalformedRequest("parameters must be a JSON object"))
     return value
+
+
+def _refusal(gr: Any, exc: Exception) -> Exception:
+    """The page's own refusal of what it cannot send, with the status the API would answer."""
+    return gr.Error(_message({"error": error_message(exc), "status": status_of(exc)}))
 
 
 def _body_limit(route: "Route") -> int:
@@ -259,16 +266,17 @@ def _read_upload(value: Any, route: "Route") -> Any:
     if not route.handler.media:
         return value
     if value is None:
-        raise HTTPProblem(422, "no file was given")
+        raise BadInput("no file was given")
     data = Path(value).read_bytes()
     limit = _body_limit(route)
     if len(data) > limit:
-        raise HTTPProblem(413, f"the file of {len(data)} bytes is over the limit of {limit} bytes")
+        raise BodyTooLarge(f"the file of {len(data)} bytes is over the limit of {limit} bytes")
     return data
 
 
-def _message(exc: HTTPProblem) -> str:
-    return f"{exc.message} (HTTP {exc.status})"
+def _message(answer: dict[str, Any]) -> str:
+    """An error answer as the page shows it: the API's message and status."""
+    return f"{answer['error']} (HTTP {answer['status']})"
 
 
 def _api_name(route: str) -> str:

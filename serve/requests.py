@@ -1,7 +1,7 @@
 """Reading an HTTP request into (inputs, parameters), in the shape of the Hugging Face inference API.
 
 Everything here is plain Python over bytes and headers, so it is tested without Serve.
-Each problem is an :class:`HTTPProblem` carrying the status and a message for the caller.
+Each problem is raised as one of the kinds of :mod:`serve.errors`, which picks its status.
 """
 
 from __future__ import annotations
@@ -12,24 +12,18 @@ import hmac
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipefleet.errors import BadInput
+from serve.errors import BodyTooLarge, MalformedRequest, Unauthorized
+
+if TYPE_CHECKING:
+    from pipefleet.handler import TaskHandler
+    from pipefleet.spec import Spec
 
 _TOP_LEVEL_KEYS = {"inputs", "parameters", "stream", "options"}
 _URL = re.compile(r"^(https?|ftp|s3|gs|file)://", re.IGNORECASE)
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
-
-
-class HTTPProblem(Exception):
-    """A request the server refuses; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **details: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-        self.details = details  # extra JSON fields of the answer, such as per-input errors
 
 
 @dataclass(frozen=True)
@@ -48,7 +42,7 @@ def check_auth(header: str | None, token: str | None) -> None:
         return
     scheme, _, given = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise HTTPProblem(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        raise Unauthorized("missing or wrong bearer token")
 
 
 def check_declared_size(content_length: str | None, max_bytes: int) -> None:
@@ -58,9 +52,9 @@ def check_declared_size(content_length: str | None, max_bytes: int) -> None:
     try:
         size = int(content_length)
     except ValueError:
-        raise HTTPProblem(400, "Content-Length is not a number") from None
+        raise MalformedRequest("Content-Length is not a number") from None
     if size > max_bytes:
-        raise HTTPProblem(413, f"request body of {size} bytes is over the limit of {max_bytes} bytes")
+        raise BodyTooLarge(f"request body of {size} bytes is over the limit of {max_bytes} bytes")
 
 
 def parse_json_body(body: bytes) -> Call:
@@ -68,20 +62,20 @@ def parse_json_body(body: bytes) -> Call:
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise HTTPProblem(400, f"request body is not valid JSON: {exc}") from None
+        raise MalformedRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
-        raise HTTPProblem(400, f'request body must be a JSON object {{"inputs": ...}}, got {type(payload).__name__}')
+        raise MalformedRequest(f'request body must be a JSON object {{"inputs": ...}}, got {type(payload).__name__}')
     unknown = sorted(set(payload) - _TOP_LEVEL_KEYS)
     if unknown:
-        raise HTTPProblem(400, f"unknown key(s) {unknown} in the body; use inputs, parameters, stream")
+        raise MalformedRequest(f"unknown key(s) {unknown} in the body; use inputs, parameters, stream")
     if "inputs" not in payload:
-        raise HTTPProblem(400, 'request body has no "inputs"')
+        raise MalformedRequest('request body has no "inputs"')
     parameters = payload.get("parameters") or {}
     if not isinstance(parameters, dict):
-        raise HTTPProblem(400, f'"parameters" must be an object, got {type(parameters).__name__}')
+        raise MalformedRequest(f'"parameters" must be an object, got {type(parameters).__name__}')
     stream = payload.get("stream", False)
     if not isinstance(stream, bool):
-        raise HTTPProblem(400, '"stream" must be true or false')
+        raise MalformedRequest('"stream" must be true or false')
     inputs, single = split_inputs(payload["inputs"])
     return Call(inputs, single, parameters, stream)
 
@@ -97,13 +91,13 @@ def parse_multipart(fields: list[tuple[str, Any]]) -> Call:
             try:
                 parameters = json.loads(value)
             except (TypeError, json.JSONDecodeError) as exc:
-                raise HTTPProblem(400, f'form field "parameters" is not valid JSON: {exc}') from None
+                raise MalformedRequest(f'form field "parameters" is not valid JSON: {exc}') from None
             if not isinstance(parameters, dict):
-                raise HTTPProblem(400, 'form field "parameters" must be a JSON object')
+                raise MalformedRequest('form field "parameters" must be a JSON object')
         else:
-            raise HTTPProblem(400, f"unknown form field {name!r}; use inputs and parameters")
+            raise MalformedRequest(f"unknown form field {name!r}; use inputs and parameters")
     if not inputs:
-        raise HTTPProblem(400, 'the form has no "inputs" field')
+        raise MalformedRequest('the form has no "inputs" field')
     return Call(inputs, len(inputs) == 1, parameters)
 
 
@@ -111,7 +105,7 @@ def split_inputs(value: Any) -> tuple[list[Any], bool]:
     """One input or a list of them, as ``pipeline()`` reads them: a list of chat messages is one input."""
     if isinstance(value, list):
         if not value:
-            raise HTTPProblem(400, '"inputs" is an empty list')
+            raise MalformedRequest('"inputs" is an empty list')
         if all(isinstance(item, dict) and "role" in item for item in value):
             return [value], True
         return value, False
@@ -158,5 +152,23 @@ def binary_inputs(inputs: list[Any], allow_remote: bool, field: str) -> list[Any
             else:
                 decoded.append(binary_input(value, allow_remote))
         except BadInput as exc:
-            raise HTTPProblem(422, f"input {index}: {exc}") from None
+            raise BadInput(f"input {index}: {exc}") from None
     return decoded
+
+
+def checked_call(spec: "Spec", handler: type["TaskHandler"], call: Call) -> Call:
+    """``call`` once its parameters are checked and its binary inputs decoded (base64 -> bytes).
+
+    The API and the demo page both pass here, so a caller meets the same rules either way.
+    """
+    handler.check_params(call.parameters)
+    if handler.media:
+        call = Call(
+            binary_inputs(call.inputs, spec.serve.allow_remote_inputs, handler.input_names[0]),
+            call.single,
+            call.parameters,
+            call.stream,
+        )
+    if call.stream and (spec.task != "text-generation" or not call.single):
+        raise MalformedRequest('"stream": true works for text-generation with one input')
+    return call

@@ -25,17 +25,35 @@ def as_json(value: Any) -> Any:
     return value
 
 
+# Replicas that leave (scaling down, shutting down) drain for 30 s by default, so that HAProxy on
+# other nodes stops sending them requests first; on one machine a second is plenty.
+TEST_SERVE_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
+
+
 @contextmanager
-def running_endpoint(specs: list[dict], name: str, demo: bool = False) -> Iterator[str]:
-    """The pipefleet application for ``specs`` on a local Serve at 127.0.0.1; yields its base URL."""
+def running_endpoint(specs: list[dict], name: str, demo: bool = False, ingress: str = "haproxy") -> Iterator[str]:
+    """pipefleet's applications for ``specs`` on a local Serve at 127.0.0.1, as ``pipefleet serve``
+    deploys them (HAProxy, one application per route); yields the base URL."""
     from ray import serve
 
-    from serve.app import build_app
+    from serve.app import applications, fast_path_env, load_specs
 
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
-    serve.run(build_app({"specs": specs, "demo": demo}), name=name, route_prefix="/")
+    env = {**fast_path_env(ingress), **TEST_SERVE_ENV}
+    serve.start(
+        http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60},
+        controller_options={"runtime_env": {"env_vars": env}},
+    )
+    serve.run_many(applications(load_specs(specs, demo=demo), app_name=name))
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
+
+
+def replica_marker(app_name: str, route: str) -> str:
+    """What the command line of a route's replica processes holds (Ray names them ServeReplica:<app>:<deployment>)."""
+    from serve.app import route_app_name
+    from serve.route import ROUTE_DEPLOYMENT
+
+    return f"ServeReplica:{route_app_name(app_name, route)}:{ROUTE_DEPLOYMENT}"

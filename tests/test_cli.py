@@ -48,7 +48,7 @@ def test_capacity_problems_name_what_the_replicas_need():
     two_cpu_routes = [spec("/a", num_cpus=1), spec("/b", num_cpus=1)]
     assert capacity_problems(two_cpu_routes, {"CPU": 3.0}) == []
     (cpu,) = capacity_problems(two_cpu_routes, {"CPU": 2.0})
-    assert "need 2.1 CPUs (/a 1 x 1, /b 1 x 1, the gateway 0.1) and Ray has 2" in cpu
+    assert "need 2.1 CPUs (/a 1 x 1, /b 1 x 1, the index 0.1) and Ray has 2" in cpu
     scaled = spec("/g", num_cpus=1, num_gpus=1, autoscaling={"min_replicas": 2, "max_replicas": 4})
     (gpu,) = capacity_problems([scaled], {"CPU": 8.0, "GPU": 1.0})
     assert "need 2 GPUs (/g 2 x 1) and Ray has 1" in gpu and "min_replicas" in gpu

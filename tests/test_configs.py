@@ -13,14 +13,24 @@ REPO = Path(__file__).resolve().parent.parent
 def test_serve_config_is_valid_and_builds(monkeypatch):
     from ray.serve.schema import ServeDeploySchema
 
-    from serve.app import build_app
+    from serve import app as serve_app
 
     config = ServeDeploySchema.model_validate(yaml.safe_load((REPO / "serve" / "config.yaml").read_text()))
-    application = config.applications[0]
-    assert application.import_path == "serve.app:build_app"
+    assert [a.import_path for a in config.applications] == ["serve.app:route_app", "serve.app:index_app"]
+    assert [a.route_prefix for a in config.applications] == ["/embeddings", "/"]
     monkeypatch.chdir(REPO)  # spec paths are relative to the repository root, as for `serve run`
-    built = build_app(application.args)
-    assert type(built).__name__ == "Application"
+    for application in config.applications:
+        builder = getattr(serve_app, application.import_path.split(":")[1])
+        assert type(builder(application.args)).__name__ == "Application"
+
+
+def test_serve_config_is_what_print_config_writes(monkeypatch):
+    from serve.app import serve_config
+
+    monkeypatch.chdir(REPO)
+    written = yaml.safe_load((REPO / "serve" / "config.yaml").read_text())
+    assert written == serve_config(["examples/minilm-embeddings.yaml"])
+    assert written["controller_options"]["runtime_env"]["env_vars"]["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
 
 
 def test_cluster_yaml_follows_the_ray_schema():

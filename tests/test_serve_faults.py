@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from serve.load import run_load
-from tests.support import running_endpoint
+from tests.support import replica_marker, running_endpoint
 from tests.test_serve import SLOW_GENERATION, _route
 
 pytestmark = [pytest.mark.serve, pytest.mark.slow]
@@ -47,8 +47,8 @@ def faults_endpoint(local_ray, tiny_model, tmp_path_factory):
         yield url
 
 
-def _replica_processes(deployment: str) -> list[psutil.Process]:
-    marker = f"ServeReplica:{APP}:{deployment}"
+def _replica_processes(route: str) -> list[psutil.Process]:
+    marker = replica_marker(APP, route)
     return [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
 
 
@@ -60,12 +60,16 @@ def _healthy(base: str, route: str) -> bool:
         )
 
 
+def _closed_unanswered(reply) -> bool:
+    return reply.status == 0 and "disconnected without sending a response" in (reply.problem or "")
+
+
 def _numbered_request(index: int) -> dict:
     return {"inputs": f"request {index}: the service was quick and friendly"}
 
 
 def test_a_replica_killed_under_load_fails_only_its_requests_in_flight(faults_endpoint):
-    replicas = _replica_processes("model-two")
+    replicas = _replica_processes("/two")
     assert len(replicas) == 2, replicas
     killed = threading.Event()
 
@@ -85,18 +89,20 @@ def test_a_replica_killed_under_load_fails_only_its_requests_in_flight(faults_en
     assert killed.is_set() and len(replies) == 10_000
     assert max(r.latency_s for r in replies) < TIMEOUT_S + 2, "a request hung past request_timeout_s"
     failed = [r for r in replies if r.status != 200]
-    # Only requests that were on the dead replica (at most its max_ongoing_requests) may fail, and as 503s.
+    # Only requests that were on the dead replica (at most its max_ongoing_requests) may fail: as a 503 with
+    # Retry-After, or, behind HAProxy, as a connection closed with no answer (HAProxy's own way of telling a
+    # client that the server went away before answering). Never a 5xx body, never a hang.
     assert len(failed) <= 32, (len(failed), {r.status for r in failed})
-    assert all(r.status == 503 and r.retry_after for r in failed), failed[:3]
+    assert all((r.status == 503 and r.retry_after) or _closed_unanswered(r) for r in failed), failed[:3]
     with httpx.Client(base_url=faults_endpoint, timeout=TIMEOUT_S) as client:
         for reply in failed:  # each one succeeds when retried
             retried = client.post("/two", json=_numbered_request(reply.index))
             assert retried.status_code == 200
     assert _healthy(faults_endpoint, "/two")
     deadline = time.monotonic() + 60  # Serve replaces the dead replica
-    while time.monotonic() < deadline and len(_replica_processes("model-two")) < 2:
+    while time.monotonic() < deadline and len(_replica_processes("/two")) < 2:
         time.sleep(1)
-    assert len(_replica_processes("model-two")) == 2
+    assert len(_replica_processes("/two")) == 2
 
 
 def test_overload_far_beyond_the_queue_is_refused_fast_and_accepted_latency_stays_bounded(faults_endpoint):
