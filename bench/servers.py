@@ -223,7 +223,7 @@ def infinity_venv(work_dir: Path = WORK) -> Path:
     return venv
 
 
-def start_infinity(model_path: str, port: int, work_dir: Path = WORK, threads: int = 1) -> Server:
+def start_infinity(model_path: str, port: int, threads: int = 1, *, work_dir: Path = WORK) -> Server:
     """Infinity's ``v2`` server on the CPU with the torch engine, batch size 32, ``threads`` torch threads."""
     venv = infinity_venv(work_dir)
     command = [str(venv / "bin" / "infinity_emb"), "v2", "--model-id", model_path, "--served-model-name", SERVED_NAME]

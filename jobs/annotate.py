@@ -22,15 +22,14 @@ from typing import Any
 
 from jobs.compute import has_checkpoint, plan_actors, spare_cpus
 from jobs.decode import DTYPES, add_decode_stage
-from jobs.manifest import MANIFEST_NAME, build_manifest, output_counts, write_manifest
+from jobs.layout import checkpoint_path, manifest_path, move_old_layout, state_folder
+from jobs.manifest import build_manifest, output_counts, write_manifest
 from jobs.readers import id_column_of, read_corpus
 from jobs.watch import StallWatch
 from jobs.worker import STATS_ACTOR, AnnotateBatch, JobStats
 from pipefleet.errors import FatalError, JobFailed, SpecError
 from pipefleet.registry import handler_class
 from pipefleet.spec import Spec, load_spec
-
-CHECKPOINT_DIR = "_checkpoint"  # inside the output folder; readers skip names starting with "_"
 
 
 def connect(address: str | None, spare_cpus: int) -> bool:
@@ -64,7 +63,15 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     if not spec.output.path:
         raise SpecError("output.path is not set: give it in the spec or with --output")
     output = _local(spec.output.path)
-    resuming = has_checkpoint(os.path.join(output, CHECKPOINT_DIR))
+    for note in move_old_layout(output):
+        print(f"pipefleet: {note}", file=sys.stderr)
+    resuming = has_checkpoint(checkpoint_path(output))
+    if resuming and output_counts(output, spec.output.format, None)["rows_out"] == 0:
+        # Its rows would all be skipped as done, into an empty output.
+        raise FatalError(
+            f"{checkpoint_path(output)} records rows as written, but {output} holds no output: restore the output, "
+            f"or delete {state_folder(output)} to start over"
+        )
     spare = spare_cpus(resuming)
     started_here = connect(address, spare)
     plan = plan_actors(spec.compute, ray.cluster_resources(), fixed_cluster=started_here, spare_cpus=spare)
@@ -79,7 +86,7 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
         # after success, so rerunning a finished job writes nothing twice.
         context.checkpoint_config = CheckpointConfig(
             id_column=id_column,
-            checkpoint_path=os.path.join(output, CHECKPOINT_DIR),
+            checkpoint_path=checkpoint_path(output),
             delete_checkpoint_on_success=False,
         )
         # One filter actor (1 CPU each, not configurable) is plenty for a sorted-id lookup,
@@ -172,7 +179,7 @@ def summary(manifest: dict[str, Any]) -> str:
             f"  output:    {manifest['rows_out']} rows ({manifest['rows_ok']} ok, {manifest['rows_errored']} errored), "
             f"{manifest['duplicate_ids']} duplicate ids",
             f"  written:   {manifest['output']} ({manifest['output_format']}); "
-            f"manifest {os.path.join(manifest['output'], MANIFEST_NAME)}",
+            f"manifest {manifest_path(manifest['output'])}",
         ]
     )
 

@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from jobs.compute import Plan
     from pipefleet.spec import Spec
 
-MANIFEST_NAME = "_manifest.json"  # "_" prefix: Parquet and JSON readers skip it
-
 
 def output_counts(path: str, fmt: str, id_column: str | None) -> dict[str, int]:
     """Rows, ok rows, errored rows and duplicate ids over every output file in the folder."""
@@ -123,12 +121,18 @@ def _startup(first_began: float | None, rows: int, wall_s: float, started_at: fl
     return round(startup, 3), (round(rows / rest, 2) if rest > 0 and rows else None)
 
 
-def write_manifest(path: str, manifest: dict[str, Any]) -> str:
-    """Write ``manifest`` as JSON into the output folder; returns its path."""
+def write_manifest(output: str, manifest: dict[str, Any]) -> str:
+    """Write ``manifest`` as JSON beside the output folder (:func:`jobs.layout.manifest_path`); returns its path."""
     import pyarrow.fs
 
-    filesystem, folder = pyarrow.fs.FileSystem.from_uri(path if "://" in path else os.path.abspath(path))
-    target = f"{folder}/{MANIFEST_NAME}"
+    from jobs.layout import manifest_path, state_folder
+
+    filesystem, target = pyarrow.fs.FileSystem.from_uri(manifest_path(_uri(output)))
+    filesystem.create_dir(pyarrow.fs.FileSystem.from_uri(state_folder(_uri(output)))[1], recursive=True)
     with filesystem.open_output_stream(target) as stream:
         stream.write((json.dumps(manifest, indent=2, default=str) + "\n").encode())
     return target
+
+
+def _uri(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)

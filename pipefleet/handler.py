@@ -57,6 +57,9 @@ class TaskHandler:
     # open a path or fetch a URL given as a string, so the endpoint refuses such strings unless
     # the operator allows remote inputs; the demo page offers an upload of that kind.
     media: ClassVar[str | None] = None
+    # Programs the handler runs for some inputs -> how an operator installs them. A row that needs a
+    # missing one is the server's fault (a 500 naming the fix), not the caller's.
+    programs: ClassVar[dict[str, str]] = {}
 
     def __init__(self, spec: "Spec") -> None:
         self.spec = spec
@@ -77,6 +80,13 @@ class TaskHandler:
 
         base = {"task": self.task, "model": self.spec.model, "revision": self.spec.revision}
         return {**base, **model_identity(self.pipe, self.spec)} if self.pipe is not None else base
+
+    @classmethod
+    def missing_programs(cls) -> dict[str, str]:
+        """The programs of :attr:`programs` this machine lacks, with how to install each."""
+        import shutil
+
+        return {name: how for name, how in cls.programs.items() if shutil.which(name) is None}
 
     # ---- parameters ------------------------------------------------------------------
 

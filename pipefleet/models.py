@@ -62,6 +62,12 @@ def pipeline_kwargs(spec: "Spec", hf_task: str) -> dict[str, Any]:
         "task": hf_task,
         "model": resolve_model(spec.model, spec.revision),
         "tokenizer": resolve_model(spec.tokenizer, spec.revision),
+        **{
+            name: resolve_model(value, spec.revision)
+            for name in ("config", "feature_extractor", "image_processor", "processor")
+            if (value := getattr(spec, name)) is not None
+        },
+        "use_fast": spec.use_fast,
         "revision": spec.revision,
         "trust_remote_code": spec.trust_remote_code,
         "token": os.environ.get("HF_TOKEN") or None,
@@ -102,11 +108,11 @@ def model_type(spec: "Spec") -> str | None:
     """
     from transformers import AutoConfig
 
-    if spec.model is None:
+    if spec.model is None and spec.config is None:
         return None
     try:
         config = AutoConfig.from_pretrained(
-            resolve_model(spec.model, spec.revision),
+            resolve_model(spec.config or spec.model, spec.revision),
             revision=spec.revision,
             token=os.environ.get("HF_TOKEN") or None,
             trust_remote_code=spec.trust_remote_code,

@@ -28,6 +28,14 @@ _SUFFIX_FORMATS = {
 }
 
 
+# Keys of transformers 4 tutorials that transformers 5 renamed, with what to write instead.
+RENAMED_KEYS = {
+    "torch_dtype": "renamed dtype in transformers 5; write dtype: float16 (or auto, float32, bfloat16)",
+    "use_auth_token": "removed in transformers 5; export the Hub token as the HF_TOKEN environment variable instead",
+    "token": "never put a Hub token in a spec file; export it as the HF_TOKEN environment variable instead",
+}
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -152,10 +160,20 @@ class Spec(_Section):
     task: str = Field(description="A registered task or alias, e.g. feature-extraction, ner.")
     model: str | None = Field(None, description="Hub id or local folder; omitted: the task's default model.")
     tokenizer: str | None = Field(None, description="Tokenizer override (Hub id or folder).")
+    config: str | None = Field(None, description="Model config override (Hub id or folder), as pipeline(config=...).")
+    feature_extractor: str | None = Field(None, description="Feature extractor override (Hub id or folder).")
+    image_processor: str | None = Field(None, description="Image processor override (Hub id or folder).")
+    processor: str | None = Field(None, description="Processor override (Hub id or folder), for multimodal models.")
+    use_fast: bool = Field(True, description="Use the fast (Rust) tokenizer and image processor where there is one.")
+    framework: Literal["pt"] | None = Field(None, description='"pt" (PyTorch), the only one transformers 5 runs.')
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Model weights' dtype.")
     device: str = Field("auto", description='"auto": the GPU this process was given, else CPU; or "cpu", "cuda:0".')
-    device_map: str | None = Field(None, description='"auto" spreads a large model over the visible GPUs.')
+    device_map: str | dict[str, int | str] | None = Field(
+        None,
+        description='"auto" spreads a large model over the visible GPUs; or a map of module name -> device '
+        '(accelerate\'s form, e.g. {"model.embed_tokens": 0, "lm_head": "cpu"}).',
+    )
     quantization: Literal["8bit", "4bit"] | None = Field(None, description="bitsandbytes quantization (GPU only).")
     trust_remote_code: bool = Field(False, description="Run model code from the Hub repository.")
     model_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to from_pretrained.")
@@ -210,10 +228,35 @@ class Spec(_Section):
 
     @field_validator("device_map")
     @classmethod
-    def _check_device_map(cls, value: str | None) -> str | None:
+    def _check_device_map(cls, value: str | dict | None) -> str | dict | None:
+        if isinstance(value, dict):
+            for module, device in value.items():
+                if not (isinstance(device, int) and device >= 0) and device not in ("cpu", "disk", "meta", "mps"):
+                    if not (isinstance(device, str) and device.startswith("cuda")):
+                        raise ValueError(
+                            f"device_map[{module!r}] = {device!r}: use a GPU number, cuda:N, cpu, mps or disk"
+                        )
+            return value
         if value not in (None, "auto", "balanced", "balanced_low_0", "sequential"):
-            raise ValueError(f"device_map {value!r}: use auto, balanced, balanced_low_0 or sequential")
+            raise ValueError(
+                f"device_map {value!r}: use auto, balanced, balanced_low_0, sequential, or a map of module -> device"
+            )
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        # Spellings of transformers 4 tutorials, which transformers 5 renamed or removed.
+        if isinstance(data, dict):
+            for key, message in RENAMED_KEYS.items():
+                if key in data:
+                    raise ValueError(f"{key}: {message}")
+            if data.get("framework") not in (None, "pt"):
+                raise ValueError(
+                    f"framework {data['framework']!r}: transformers 5 runs PyTorch models only (TensorFlow and "
+                    "Flax support was removed); drop framework or set it to pt"
+                )
+        return data
 
     @field_validator("model_kwargs")
     @classmethod

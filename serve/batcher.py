@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +35,10 @@ class Piece:
 class Batcher:
     """Runs ``forward(inputs, params) -> outcomes`` (one parameter set per input) over batches of pieces.
 
-    ``forward`` runs in a worker thread, one batch at a time, so the replica's event loop keeps
-    reading requests. ``arriving()`` says how many requests are being read but not yet queued.
+    ``forward`` runs in one worker thread of its own, one batch at a time, so the replica's event
+    loop keeps reading requests. Always the same thread: torch's OpenMP keeps a team of threads per
+    calling thread, and forward passes spread over a pool's threads would start several teams that
+    spin against each other. ``arriving()`` says how many requests are being read but not yet queued.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class Batcher:
         self.queue: deque[Piece] = deque()
         self.wake = asyncio.Event()
         self.worker: asyncio.Task | None = None
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipefleet-model")
 
     async def run(self, inputs: list[Any], params: dict[str, Any]) -> list[Any]:
         """The outcomes of ``inputs``, cut into pieces of at most ``max_rows`` that batch with other requests."""
@@ -80,7 +84,9 @@ class Batcher:
             if self.on_batch is not None:
                 self.on_batch(len(inputs))
             try:
-                outcomes = await asyncio.to_thread(self.forward, inputs, params)
+                outcomes = await asyncio.get_running_loop().run_in_executor(
+                    self.model_thread, self.forward, inputs, params
+                )
             except Exception as exc:  # noqa: BLE001 - the batch's requests get the error, the replica goes on
                 for piece in batch:
                     if not piece.future.done():

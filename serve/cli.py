@@ -64,9 +64,17 @@ def start(
     """
     import ray
 
+    from pipefleet.registry import handler_class
     from serve.app import applications, capacity_problems, load_specs
 
     loaded = load_specs(specs, demo=demo)  # fail on a bad spec before starting anything
+    for spec in loaded:
+        for program, how in handler_class(spec.task).missing_programs().items():
+            print(
+                f"pipefleet: warning: {spec.route} ({spec.task}) runs {program} for some inputs, and this machine "
+                f"lacks it: such requests will get a 500 saying so; install it where the replicas run: {how}",
+                file=sys.stderr,
+            )
     address = address or os.environ.get("RAY_ADDRESS")
     started_here = not ray.is_initialized() and not address
     if address and not ray.is_initialized():

@@ -1,10 +1,12 @@
-"""The pipefleet command: tasks and predict."""
+"""The pipefleet command: tasks, predict, each subcommand's help, and serve's refusal to wait."""
 
 from __future__ import annotations
 
 import json
 
-from pipefleet.cli import main
+import pytest
+
+from pipefleet_cli import main
 
 
 def test_tasks_lists_tasks_with_aliases(capsys):
@@ -27,6 +29,27 @@ def test_predict_prints_json_lines(tmp_path, tiny_model, capsys):
     first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert first["id"] == 1 and len(first["classification"]) == 2 and first["error"] is None
     assert second["classification"] is None and "missing" in second["error"]
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [("annotate", "--output"), ("serve", "--ingress"), ("demo", "--print-config"), ("predict", "--input")],
+)
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_each_subcommand_prints_its_own_help(command, option, flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, flag])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"pipefleet {command}" in out and option in out
+
+
+def test_the_top_level_help_lists_the_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(f"pipefleet {c} -h" in out for c in ("annotate", "serve", "demo"))
 
 
 def test_bad_spec_exits_2_with_message(tmp_path, capsys):
@@ -62,7 +85,7 @@ def test_serve_that_cannot_fit_exits_2_instead_of_waiting(tmp_path, tiny_model):
     spec = tmp_path / "spec.yaml"
     spec.write_text(f"task: text-classification\nmodel: {tiny_model('text-classification')}\nserve: {{num_cpus: 64}}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "pipefleet.cli", "serve", str(spec), "--port", "0"],
+        [sys.executable, "-m", "pipefleet_cli", "serve", str(spec), "--port", "0"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from examples.make_corpus import make_corpus
-from jobs.manifest import MANIFEST_NAME
+from jobs.layout import manifest_path
 from tests.support import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -136,7 +136,7 @@ def test_ray_job_submit_runs_the_job(head_node, tiny_model, tmp_path):
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
     assert "succeeded" in submitted.stdout + submitted.stderr
     assert "500 rows (500 ok, 0 errored)" in submitted.stdout
-    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    manifest = json.loads(Path(manifest_path(str(tmp_path / "out"))).read_text())
     assert manifest["rows_ok"] == 500 and manifest["task"] == "token-classification"
     table = pq.read_table(tmp_path / "out")
     assert table.num_rows == 500 and "entities" in table.column_names

@@ -18,7 +18,7 @@ import pytest
 
 from examples.make_corpus import make_corpus
 from jobs.annotate import annotate
-from jobs.manifest import MANIFEST_NAME
+from jobs.layout import manifest_path
 from pipefleet.registry import handler_class
 from pipefleet.spec import parse_spec
 
@@ -78,7 +78,7 @@ def test_job_output_equals_handler(local_ray, tiny_model, tmp_path):
     assert manifest["rows_in"] == manifest["rows_out"] == manifest["rows_ok"] == 2000
     assert manifest["duplicate_ids"] == 0
     assert sum(manifest["this_run"]["per_actor_rows"].values()) == 2000
-    on_disk = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    on_disk = json.loads(Path(manifest_path(str(tmp_path / "out"))).read_text())
     assert on_disk["spec"]["task"] == "text-classification" and on_disk["this_run"]["rows_per_s"] > 0
 
     # Typed columns: a list of {label, score} structs, readable by datasets too.
@@ -88,6 +88,60 @@ def test_job_output_equals_handler(local_ray, tiny_model, tmp_path):
 
     loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "*.parquet"), split="train")
     assert loaded.num_rows == 2000 and set(loaded[0]["classification"][0]) == {"label", "score"}
+
+
+def test_common_readers_read_exactly_the_output_rows(local_ray, tiny_model, tmp_path):
+    import datasets
+    import duckdb
+    import polars as pl
+    import ray.data
+
+    corpus = make_corpus(300, seed=3)
+    pq.write_table(corpus, tmp_path / "corpus.parquet")
+    spec = _spec(tiny_model("text-classification"), tmp_path / "corpus.parquet", tmp_path / "out")
+    annotate(spec)
+    annotate(spec)  # a rerun: the checkpoint is there, and nothing is written twice
+    out = tmp_path / "out"
+    assert Path(manifest_path(str(out))).exists() and not any(p.name.startswith("_") for p in out.iterdir())
+    counts = {
+        "load_dataset(OUT)": datasets.load_dataset(str(out), split="train").num_rows,
+        "load_dataset(parquet, data_dir=OUT)": datasets.load_dataset(
+            "parquet", data_dir=str(out), split="train"
+        ).num_rows,
+        "pandas": len(pd.read_parquet(out)),
+        "polars": pl.read_parquet(out).height,
+        "duckdb OUT/**/*.parquet": duckdb.sql(f"select count(*) from '{out}/**/*.parquet'").fetchone()[0],
+        "ray.data": ray.data.read_parquet(str(out)).count(),
+    }
+    assert counts == dict.fromkeys(counts, 300), counts
+
+
+def test_an_older_jobs_manifest_and_checkpoint_move_beside_the_output(local_ray, tiny_model, tmp_path):
+    corpus = make_corpus(200, seed=4)
+    pq.write_table(corpus, tmp_path / "corpus.parquet")
+    spec = _spec(tiny_model("text-classification"), tmp_path / "corpus.parquet", tmp_path / "out")
+    annotate(spec)
+    state = Path(manifest_path(str(tmp_path / "out"))).parent
+    state.rename(tmp_path / "state")  # lay the folder out as older jobs did: inside the output
+    (tmp_path / "state" / "checkpoint").rename(tmp_path / "out" / "_checkpoint")
+    (tmp_path / "state" / "manifest.json").rename(tmp_path / "out" / "_manifest.json")
+    manifest = annotate(spec)
+    assert manifest["this_run"]["rows"] == 0 and manifest["rows_out"] == 200  # the moved checkpoint still counts
+    assert not (tmp_path / "out" / "_checkpoint").exists() and (state / "checkpoint").is_dir()
+
+
+def test_a_checkpoint_without_its_output_stops_instead_of_skipping_every_row(local_ray, tiny_model, tmp_path):
+    import shutil
+
+    from pipefleet.errors import FatalError
+
+    corpus = make_corpus(100, seed=5)
+    pq.write_table(corpus, tmp_path / "corpus.parquet")
+    spec = _spec(tiny_model("text-classification"), tmp_path / "corpus.parquet", tmp_path / "out")
+    annotate(spec)
+    shutil.rmtree(tmp_path / "out")
+    with pytest.raises(FatalError, match="holds no output"):
+        annotate(spec)
 
 
 def _write_formats(folder: Path, texts: list[str]) -> dict[str, tuple[Path, dict]]:
@@ -158,7 +212,7 @@ def test_corrupt_rows_each_get_their_error_and_nothing_is_lost(local_ray, tiny_m
     )
     manifest = annotate(spec)
     assert (manifest["rows_out"], manifest["rows_errored"], manifest["rows_ok"]) == (2000, 20, 1980)
-    # JSON lines files, as pandas reads them; the "_manifest.json" and "_checkpoint" beside them are not output.
+    # JSON lines files, as pandas reads them (the manifest and the checkpoint are in out.pipefleet/).
     files = [p for p in (tmp_path / "out").glob("*.json") if not p.name.startswith("_")]
     out = pd.concat([pd.read_json(p, lines=True) for p in files])
     # Lines with no readable id are kept too, with the line itself in their error.
@@ -219,7 +273,7 @@ def test_resume_after_killing_the_driver(tiny_model, tmp_path):
     second = _run_job(spec_path)
     output, _ = second.communicate(timeout=400)
     assert second.returncode == 0, output[-3000:]
-    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    manifest = json.loads(Path(manifest_path(str(tmp_path / "out"))).read_text())
     ids = _output_ids(tmp_path, "row_hash")
     assert len(ids) == len(set(ids)) == 20_000
     assert manifest["duplicate_ids"] == 0 and manifest["rows_out"] == manifest["rows_in"] == 20_000
@@ -229,7 +283,7 @@ def test_resume_after_killing_the_driver(tiny_model, tmp_path):
     output, _ = third.communicate(timeout=300)
     assert third.returncode == 0, output[-3000:]
     assert "nothing left to do" in output
-    assert json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["this_run"]["rows"] == 0
+    assert json.loads(Path(manifest_path(str(tmp_path / "out"))).read_text())["this_run"]["rows"] == 0
     assert len(_output_ids(tmp_path, "row_hash")) == 20_000
 
 
@@ -296,7 +350,7 @@ def test_job_survives_a_killed_actor(tiny_model, tmp_path):
     output, _ = job.communicate(timeout=400)
     assert job.returncode == 0, output[-3000:]
     assert sorted(_output_ids(tmp_path, "doc_id")) == sorted(make_corpus(20_000, seed=8)["doc_id"].to_pylist())
-    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    manifest = json.loads(Path(manifest_path(str(tmp_path / "out"))).read_text())
     assert manifest["rows_out"] == manifest["rows_ok"] == 20_000 and manifest["duplicate_ids"] == 0
 
 
@@ -342,7 +396,7 @@ def test_out_of_memory_in_the_job_halves_batches_and_is_reported(tiny_model, tmp
     output, _ = job.communicate(timeout=300)
     assert job.returncode == 0, output[-3000:]
     assert "batch(es) ran out of memory and were halved" in output
-    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    manifest = json.loads(Path(manifest_path(str(tmp_path / "out"))).read_text())
     assert manifest["rows_ok"] == 600 and manifest["this_run"]["oom_splits"] >= 2  # at least one per actor
 
     table = _read_output(tmp_path / "out")
@@ -366,7 +420,7 @@ def test_a_failed_write_stops_clearly_and_a_rerun_completes_without_duplicates(t
     output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output[-3000:]
     assert sorted(_output_ids(tmp_path, "doc_id")) == sorted(make_corpus(3000, seed=10)["doc_id"].to_pylist())
-    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    manifest = json.loads(Path(manifest_path(str(tmp_path / "out"))).read_text())
     assert manifest["duplicate_ids"] == 0 and manifest["rows_out"] == manifest["rows_ok"] == 3000
 
 

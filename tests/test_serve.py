@@ -247,6 +247,21 @@ def test_index_lists_routes(endpoint, tiny_model):
     assert {"/ner", "/classify", "/private"} <= set(endpoint.get("/openapi.json").json()["paths"])
 
 
+def test_the_openapi_document_is_valid_and_other_methods_get_405(endpoint):
+    from openapi_spec_validator import validate
+
+    document = endpoint.get("/openapi.json").json()
+    validate(document)
+    body = document["paths"]["/zero-shot"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"candidate_labels", "hypothesis_template", "multi_label"} == set(
+        body["properties"]["parameters"]["properties"]
+    )
+    for method, path in [("POST", "/"), ("POST", "/-/stats"), ("GET", "/classify"), ("DELETE", "/ner")]:
+        response = endpoint.request(method, path)
+        assert response.status_code == 405 and "error" in response.json(), (method, path, response.text)
+    assert endpoint.post("/classify/deeper", json={"inputs": "x"}).status_code == 404
+
+
 def test_streaming_tokens_concatenate_to_the_generated_text(endpoint):
     prompt = "The quick brown fox"
     params = {"max_new_tokens": 10, "do_sample": False}

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipefleet import params as P
-from pipefleet.errors import BadInput
+from pipefleet.errors import BadInput, ServerFault
 from pipefleet.handler import LABEL_SCORE, Params, TaskHandler
 from pipefleet.media import to_image
 from pipefleet.registry import register
@@ -55,6 +55,7 @@ class DocumentQuestionAnsweringHandler(TaskHandler):
         "timeout": P.number(0),
     }
     output_column = "answers"
+    programs = {"tesseract": "apt-get install tesseract-ocr (and pip install pytesseract)"}
 
     def unpad(self) -> Unpad | None:
         """Answer spans are found against each feature's own tokens: cut what batch padding added to its logits."""
@@ -75,7 +76,23 @@ class DocumentQuestionAnsweringHandler(TaskHandler):
             prepared["word_boxes"] = _checked_word_boxes(word_boxes, self.task)
         if row.get("image") is not None or word_boxes is None:
             prepared["image"] = to_image(row.get("image"), self.task)
+        if word_boxes is None:
+            self._check_ocr()
         return prepared, params
+
+    def _check_ocr(self) -> None:
+        """ServerFault when this server cannot read a page itself (the row gave no word_boxes)."""
+        import importlib.util
+
+        missing = self.missing_programs()
+        if importlib.util.find_spec("pytesseract") is None:
+            missing.setdefault("pytesseract", "pip install pytesseract")
+        if missing:
+            fixes = "; ".join(f"{name}: {how}" for name, how in missing.items())
+            raise ServerFault(
+                f"{self.task}: this server cannot read the page (OCR) because it lacks {', '.join(missing)}; "
+                f"the operator must install it ({fixes}), or the caller may send word_boxes"
+            )
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(_ANSWER)

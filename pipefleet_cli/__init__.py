@@ -1,7 +1,7 @@
 """The ``pipefleet`` command: tasks, predict, annotate, serve, demo.
 
-This is the composition root: it is the one module of the package that reaches the
-adapters (``jobs``, ``serve``), and only when their subcommand runs.
+The composition root, above the core (``pipefleet``) and both adapters (``jobs``, ``serve``):
+it reaches an adapter only when its subcommand runs, and nothing imports it.
 """
 
 from __future__ import annotations
@@ -82,26 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("spec")
     predict.add_argument("--input", required=True, help="JSONL: one input (a string) or one row (an object) per line")
     predict.set_defaults(run=_predict)
-    for name, run, text in (
-        ("annotate", _annotate, "run the annotation job (see: pipefleet annotate -h)"),
-        ("serve", _serve, "start the online endpoint (see: pipefleet serve -h)"),
-        ("demo", _demo, "start the endpoint with a demo page for every route (see: pipefleet demo -h)"),
-    ):
-        sub = commands.add_parser(name, help=text, add_help=False)
-        sub.add_argument("rest", nargs=argparse.REMAINDER)
-        sub.set_defaults(run=run)
+    for name, (_, text) in ADAPTER_COMMANDS.items():
+        commands.add_parser(name, help=text, add_help=False)  # listed here; their own parsers take their arguments
     return parser
 
 
+# Subcommands whose arguments (-h included) belong to the adapter's own parser.
+ADAPTER_COMMANDS = {
+    "annotate": (_annotate, "run the annotation job (see: pipefleet annotate -h)"),
+    "serve": (_serve, "start the online endpoint (see: pipefleet serve -h)"),
+    "demo": (_demo, "start the endpoint with a demo page for every route (see: pipefleet demo -h)"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pipefleet`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``pipefleet`` console script (also ``python -m pipefleet_cli``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ADAPTER_COMMANDS:
+        run, _ = ADAPTER_COMMANDS[argv[0]]
+        args = argparse.Namespace(rest=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+        run = args.run
     try:
-        return args.run(args)
+        return run(args)
     except FatalError as exc:
         print(f"pipefleet: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -96,6 +96,21 @@ def test_bad_document_inputs_are_row_errors(tiny_model, make_handler):
     assert "unknown input key(s) ['page']" in messages[4] and "is an object" in messages[5]
 
 
+def test_a_page_this_server_cannot_read_is_the_servers_fault_naming_the_fix(tiny_model, make_handler, monkeypatch):
+    from pipefleet.tasks.multimodal import DocumentQuestionAnsweringHandler
+
+    handler = make_handler(DQA, tiny_model(DQA))
+    # As on a server without Tesseract: the program the handler would run is not on the PATH.
+    monkeypatch.setattr(DocumentQuestionAnsweringHandler, "programs", {"no-such-ocr-program": "apt-get install it"})
+    boxes = [["Total", [100, 700, 200, 750]]]
+    ocr, given = handler.predict(
+        [{"image": png_bytes(invoice()), "question": "total?"}, {"question": "total?", "word_boxes": boxes}]
+    )
+    assert isinstance(ocr, RowError) and ocr.kind == "server_error"
+    assert "no-such-ocr-program" in ocr.message and "apt-get install it" in ocr.message
+    assert not isinstance(given, RowError)  # words given by the caller need no OCR
+
+
 def test_table_question_answering_equals_pipeline(tiny_model, make_handler):
     model = tiny_model("table-question-answering")
     rows = [dict(zip(TABLE, cells)) for cells in zip(*TABLE.values())]

@@ -127,7 +127,10 @@ def test_depth_map_is_the_pipelines_as_array_and_png(tiny_model, make_handler):
     expected = [pipeline("depth-estimation", model=model)(i) for i in images]
     for got, want in zip(handler.predict(images), expected):
         np.testing.assert_allclose(got["predicted_depth"], want["predicted_depth"].numpy(), atol=1e-4)
-        np.testing.assert_array_equal(_decoded(got["depth"]), np.array(want["depth"]))
+        # The PNG is drawn from these floats by the pipeline's own postprocess; floats that agree within
+        # 1e-4 (a batch of 3 against one image at a time) may round to the next grey level, no further.
+        grey, want_grey = _decoded(got["depth"]).astype(int), np.array(want["depth"]).astype(int)
+        assert grey.shape == want_grey.shape and np.abs(grey - want_grey).max() <= 1
 
 
 def test_mask_generation_masks_are_the_pipelines_as_png(tiny_model, make_handler):

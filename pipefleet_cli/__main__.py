@@ -1,0 +1,5 @@
+import sys
+
+from pipefleet_cli import main
+
+sys.exit(main())
