@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from pipefleet.errors import BadInput, BadParameter, ModelError, RowError
+from pipefleet.errors import BadInput, BadParameter, ModelError, RowError, ServerFault
 from pipefleet.params import Check, check_values
 from pipefleet.runner import RunStats, Unpad, run_pipeline
 
@@ -143,7 +143,7 @@ class TaskHandler:
         for index, raw in enumerate(inputs):
             try:
                 value, row_params = self.prepare(raw, per_row[index])
-            except BadInput as exc:
+            except (BadInput, ServerFault) as exc:
                 outcomes[index] = RowError.from_exception(exc)
                 continue
             ready.append(index)

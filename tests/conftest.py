@@ -1,4 +1,10 @@
-"""Shared fixtures: tiny models built once per test session, the real MiniLM, handlers."""
+"""Test tiers by folder, and the shared fixtures: tiny models built once per session, the real MiniLM, handlers.
+
+Each test is marked with its folder's tier: ``unit`` (no Ray, no Serve), ``jobs``, ``serve``,
+``reliability``, ``cluster`` (several Ray nodes on one machine) and ``gpu`` (a CUDA GPU). A bare
+``pytest`` runs the unit tier; ``pytest --tier jobs,serve`` the named ones, ``--tier all`` every
+tier (the gpu tier only where CUDA is present: elsewhere it is left out, and the summary says so).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,61 @@ from typing import Any
 import pytest
 
 from tests.tiny_models import build_tiny_model, minilm_path
+
+TIERS = ("unit", "jobs", "serve", "reliability", "cluster", "gpu")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--tier",
+        default="unit",
+        help=f"comma-separated tiers to run, of {', '.join(TIERS)}, or all (default: unit)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    wanted = config.getoption("--tier")
+    tiers = set(TIERS) if wanted == "all" else {tier.strip() for tier in wanted.split(",") if tier.strip()}
+    unknown = sorted(tiers - set(TIERS))
+    if unknown:
+        raise pytest.UsageError(f"--tier: unknown tier(s) {', '.join(unknown)}; tiers are {', '.join(TIERS)}, all")
+    config.pipefleet_tiers = tiers
+    config.pipefleet_left_out = []
+
+
+def _tier_of(item: pytest.Item) -> str:
+    relative = Path(str(item.fspath)).resolve().relative_to(TESTS)
+    return relative.parts[0] if len(relative.parts) > 1 and relative.parts[0] in TIERS else "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tiers = set(config.pipefleet_tiers)
+    if "gpu" in tiers and not _has_cuda():
+        tiers.discard("gpu")
+        config.pipefleet_left_out.append("gpu (no CUDA GPU here)")
+    kept, dropped = [], []
+    for item in items:
+        tier = _tier_of(item)
+        item.add_marker(getattr(pytest.mark, tier))
+        (kept if tier in tiers else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    ran = ", ".join(sorted(config.pipefleet_tiers - {"gpu"} if config.pipefleet_left_out else config.pipefleet_tiers))
+    terminalreporter.write_line(f"tiers run: {ran}")
+    for note in config.pipefleet_left_out:
+        terminalreporter.write_line(f"tier left out: {note}")
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
 
 # Nothing in the tests may reach the Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

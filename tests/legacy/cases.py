@@ -1,8 +1,8 @@
 """Inputs and call parameters of the legacy-task goldens: the tasks transformers 5 removed.
 
 Plain data, imported both by ``make_goldens.py`` (run under transformers 4.57, whose pipelines
-write the expected outputs) and by ``tests/test_legacy_tasks.py`` (run under transformers 5,
-where pipefleet's own handlers must give the same outputs).
+write the expected outputs) and by ``tests/unit/test_legacy_handlers.py`` and its job and HTTP
+twins (run under transformers 5, where pipefleet's own handlers must give the same outputs).
 """
 
 from __future__ import annotations

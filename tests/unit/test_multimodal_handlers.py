@@ -13,7 +13,7 @@ from pipefleet.errors import RowError
 from pipefleet.tasks.multimodal import use_pyav
 from tests.audio_samples import recordings
 from tests.oracle import assert_matches
-from tests.test_vision_handlers import png_bytes
+from tests.unit.test_vision_handlers import png_bytes
 
 DQA = "document-question-answering"
 TABLE = {

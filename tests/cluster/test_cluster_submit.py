@@ -21,8 +21,8 @@ from examples.make_corpus import make_corpus
 from jobs.layout import manifest_path
 from tests.support import free_port
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 
 

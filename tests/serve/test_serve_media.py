@@ -14,9 +14,8 @@ from transformers import pipeline
 from tests.audio_samples import recordings, wav_bytes
 from tests.oracle import assert_matches
 from tests.support import running_endpoint
-from tests.test_vision_handlers import drawn_images, png_bytes, png_claiming
+from tests.unit.test_vision_handlers import drawn_images, png_bytes, png_claiming
 
-pytestmark = pytest.mark.serve
 ASR = "automatic-speech-recognition"
 LABELS = ["a cat", "a dog", "a red ball"]
 

@@ -15,10 +15,9 @@ from transformers import pipeline
 
 from tests.oracle import assert_matches
 from tests.support import running_endpoint
-from tests.test_text_handlers import MASKED, TEXTS
-from tests.test_vision_handlers import drawn_images, png_bytes
+from tests.unit.test_text_handlers import MASKED, TEXTS
+from tests.unit.test_vision_handlers import drawn_images, png_bytes
 
-pytestmark = pytest.mark.serve
 TOKEN = "s3cret-test-token"
 # Replicas inherit the environment of the Ray that starts them: set before any test starts Ray.
 os.environ["PIPEFLEET_TEST_TOKEN"] = TOKEN

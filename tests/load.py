@@ -1,9 +1,9 @@
 """A closed-loop HTTP load generator for the endpoint: N callers, each sending its next request
 as soon as the last one is answered, for a fixed number of requests or seconds.
 
-Used by the reliability tests and ``bench/serve.py``; also handy against a deployment::
+Used by the reliability tests; also handy against a deployment::
 
-    python -m serve.load http://127.0.0.1:8000/classify --concurrency 32 --requests 2000
+    python -m tests.load http://127.0.0.1:8000/classify --concurrency 32 --requests 2000
 """
 
 from __future__ import annotations

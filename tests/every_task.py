@@ -1,7 +1,5 @@
-"""Every image, audio and multimodal task, through the job and over HTTP, equals the handler.
-
-The handler tests tie each handler to ``transformers.pipeline``; these tie the two front doors to
-the handler: the job's typed Parquet column and the endpoint's JSON carry the same outputs.
+"""Rows of every image, audio and multimodal task, and the handler's outputs for them: what the job and
+the endpoint must carry (tests/jobs/test_every_task_job.py, tests/serve/test_every_task_http.py).
 """
 
 from __future__ import annotations
@@ -10,20 +8,12 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pytest
-
-from jobs.annotate import annotate
 from pipefleet.outputs import to_jsonable
 from pipefleet.registry import handler_class
 from pipefleet.spec import parse_spec
 from tests.audio_samples import recordings, wav_bytes
-from tests.oracle import assert_matches
-from tests.support import as_json, running_endpoint
-from tests.test_multimodal_handlers import TABLE, invoice, video_bytes
-from tests.test_vision_handlers import drawn_images, png_bytes
+from tests.unit.test_multimodal_handlers import TABLE, invoice, video_bytes
+from tests.unit.test_vision_handlers import drawn_images, png_bytes
 
 
 @dataclass(frozen=True)
@@ -67,6 +57,8 @@ CASES = [
     Case("table-question-answering", {"table": [TABLE, TABLE], "query": ["Which city is largest?", "Rome's river?"]}),
     Case("video-classification", {"video": [video_bytes(seed=0), video_bytes(seed=9)]}, {"num_frames": 4}),
 ]
+
+
 IDS = [case.task for case in CASES]
 
 
@@ -114,52 +106,3 @@ def _comparable(value: Any) -> Any:
     if isinstance(value, list):
         return [_comparable(item) for item in value]
     return value
-
-
-@pytest.mark.ray
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_job_output_equals_the_handler(local_ray, tiny_model, tmp_path, case):
-    model = tiny_model(case.task)
-    columns = {name: f"in_{name}" for name in case.rows}
-    table = pa.table({"row": list(range(len(_inputs(case)))), **{columns[n]: v for n, v in case.rows.items()}})
-    pq.write_table(table, tmp_path / "in.parquet")
-    spec = parse_spec(
-        {
-            "task": case.task,
-            "model": model,
-            "device": "cpu",
-            "params": case.params,
-            "input": {"path": str(tmp_path / "in.parquet"), "columns": columns, "id_column": "row"},
-            "output": {"path": str(tmp_path / "out"), "column": "result"},
-            "compute": {"num_cpus": 1, "concurrency": 1},
-        }
-    )
-    annotate(spec)
-    out = pq.read_table(tmp_path / "out").sort_by("row").to_pylist()
-    assert [row["error"] for row in out] == [None] * len(out)
-    assert_matches([_comparable(row["result"]) for row in out], _expected(case, model))
-
-
-@pytest.fixture(scope="module")
-def every_route(local_ray, tiny_model):
-
-    specs = [
-        {
-            "task": case.task,
-            "model": tiny_model(case.task),
-            "device": "cpu",
-            "params": case.params,
-            "serve": {"route": f"/{case.task}", "num_cpus": 0.05, "max_batch_size": 4, "batch_wait_timeout_s": 0.01},
-        }
-        for case in CASES
-    ]
-    with running_endpoint(specs, "pipefleet-every-task") as url, httpx.Client(base_url=url, timeout=120) as client:
-        yield client
-
-
-@pytest.mark.serve
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_http_output_equals_the_handler(every_route, tiny_model, case):
-    reply = every_route.post(f"/{case.task}", json={"inputs": [as_json(x) for x in _inputs(case)]})
-    assert reply.status_code == 200, reply.text
-    assert_matches(_comparable(reply.json()), _expected(case, tiny_model(case.task)))

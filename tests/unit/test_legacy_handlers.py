@@ -1,26 +1,20 @@
 """question-answering, summarization, translation and visual-question-answering: the tasks
 transformers 5 removed. pipefleet's handlers must give what transformers 4.57's pipelines gave,
-recorded in ``tests/legacy/goldens`` (see ``tests/legacy/make_goldens.py``), in process, in the
-job and over HTTP, with the tiny models saved beside the goldens."""
+recorded in ``tests/legacy/goldens`` (see ``tests/legacy/make_goldens.py``), with the tiny models
+saved beside the goldens. The job and HTTP tiers check the same goldens.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from jobs.annotate import annotate
 from pipefleet.errors import RowError
 from pipefleet.spec import parse_spec
 from tests.legacy.goldens import NAMES, golden, model_folder, png, row_input, task_of
 from tests.legacy.images import draw
+from tests.legacy.shared import ONE_MB, _chat_answers
 from tests.oracle import assert_matches
-from tests.support import as_json, running_endpoint
-
-ONE_MB = "word " * 200_000
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -115,15 +109,6 @@ def test_multilingual_translation_writes_in_the_asked_language_and_refuses_unkno
     assert_matches(outcomes[3], outputs["to_german"])
 
 
-def _chat_answers(model: str, image: Any, question: str, **params: Any) -> list[dict[str, str]]:
-    """What the image-text-to-text pipeline replies to the question in one user message, as VQA answers."""
-    from transformers import pipeline
-
-    chat = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]}]
-    replies = pipeline("image-text-to-text", model=model)(text=chat, return_full_text=False, **params)
-    return [{"answer": reply["generated_text"].strip()} for reply in replies]
-
-
 def test_vqa_with_a_chat_model_answers_through_image_text_to_text(tiny_model, make_handler):
     model = tiny_model("image-text-to-text")  # a LLaVA: not one of 4.57's VQA models
     handler = make_handler("vqa", model, params={"max_new_tokens": 5})
@@ -136,95 +121,3 @@ def test_vqa_with_a_chat_model_answers_through_image_text_to_text(tiny_model, ma
     for (image, question, params), outcome in zip(cases, outcomes):
         assert_matches(outcome, _chat_answers(model, draw(image), question, **{"max_new_tokens": 5, **params}))
     assert isinstance(outcomes[2], RowError) and "question is empty" in str(outcomes[2])
-
-
-# The task name a job runs a golden under, where it is not the golden's own: the name sets the languages.
-JOB_TASKS = {"translation-multilingual": "translation_eng_Latn_to_fra_Latn"}
-
-
-@pytest.mark.ray
-@pytest.mark.parametrize("name", NAMES)
-def test_job_output_equals_the_4_57_pipeline(local_ray, tmp_path, name):
-    task = JOB_TASKS.get(name, task_of(name))
-    spec_params = parse_spec({"task": task}).params
-    # A job's parameters are its spec's: it must give the cases that ask for nothing else.
-    cases = [case for case in golden(name)["cases"] if case["params"].items() <= spec_params.items()]
-    rows = [row_input(name, case["inputs"]) for case in cases]
-    names = list(rows[0]) if isinstance(rows[0], dict) else ["text"]
-    columns = {column: [row[column] if isinstance(row, dict) else row for row in rows] for column in names}
-    if task == "question-answering":  # bad rows among good ones: each fails alone
-        columns["question"] += [None, "Where?", "Where?"]
-        columns["context"] += ["Some context.", "", ONE_MB]
-    count = len(columns[names[0]])
-    pq.write_table(pa.table({"row": list(range(count)), **columns}), tmp_path / "in.parquet")
-    spec = parse_spec(
-        {
-            "task": task,
-            "model": model_folder(name),
-            "device": "cpu",
-            "input": {"path": str(tmp_path / "in.parquet"), "columns": {n: n for n in names}, "id_column": "row"},
-            "output": {"path": str(tmp_path / "out"), "column": "result"},
-            "compute": {"num_cpus": 1, "concurrency": 1},
-        }
-    )
-    annotate(spec)
-    out = pq.read_table(tmp_path / "out").sort_by("row").to_pylist()
-    assert cases and len(out) == count
-    for case, row in zip(cases, out):
-        assert row["error"] is None, row["error"]
-        assert_matches(row["result"], case["output"], f"{name}/{case['name']}")
-    bad = out[len(cases) :]
-    assert all(row["error"] and row["result"] is None for row in bad), bad
-
-
-@pytest.fixture(scope="module")
-def legacy_routes(local_ray, tiny_model):
-    chat_vqa = {
-        "task": "visual-question-answering",
-        "model": tiny_model("image-text-to-text"),
-        "device": "cpu",
-        "params": {"max_new_tokens": 5},
-        "serve": {"route": "/vqa-chat", "num_cpus": 0.1, "max_batch_size": 4, "batch_wait_timeout_s": 0.01},
-    }
-    specs = [
-        {
-            "task": task_of(name),
-            "model": model_folder(name),
-            "device": "cpu",
-            "serve": {"route": f"/{name}", "num_cpus": 0.1, "max_batch_size": 4, "batch_wait_timeout_s": 0.01},
-        }
-        for name in NAMES
-    ]
-    specs.append(chat_vqa)
-    with running_endpoint(specs, "pipefleet-legacy") as url, httpx.Client(base_url=url, timeout=120) as client:
-        yield client
-
-
-@pytest.mark.serve
-@pytest.mark.parametrize("name", NAMES)
-def test_http_output_equals_the_4_57_pipeline(legacy_routes, name):
-    for case in golden(name)["cases"]:
-        body = {"inputs": as_json(row_input(name, case["inputs"])), "parameters": case["params"]}
-        reply = legacy_routes.post(f"/{name}", json=body)
-        assert reply.status_code == 200, reply.text
-        assert_matches(reply.json(), case["output"], f"{name}/{case['name']}")
-
-
-@pytest.mark.serve
-def test_bad_question_answering_requests_get_422(legacy_routes):
-    for inputs, problem in [
-        ({"context": "Some context."}, "question is missing"),
-        ({"question": "Where?", "context": ""}, "context is empty"),
-        ({"question": "Where?", "context": ONE_MB}, "over max_input_chars"),
-    ]:
-        reply = legacy_routes.post("/question-answering", json={"inputs": inputs})
-        assert reply.status_code == 422 and problem in reply.text, (reply.status_code, reply.text[:200])
-
-
-@pytest.mark.serve
-def test_http_vqa_with_a_chat_model(legacy_routes, tiny_model):
-    body = {"inputs": as_json({"image": png("green_lines"), "question": "How many lines?"}), "parameters": {}}
-    reply = legacy_routes.post("/vqa-chat", json=body)
-    assert reply.status_code == 200, reply.text
-    want = _chat_answers(tiny_model("image-text-to-text"), draw("green_lines"), "How many lines?", max_new_tokens=5)
-    assert_matches(reply.json(), want)

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from PIL import Image
 
 from jobs.annotate import annotate
@@ -19,9 +18,8 @@ from pipefleet.registry import handler_class
 from pipefleet.spec import parse_spec
 from tests.audio_samples import recordings, tone, wav_bytes
 from tests.oracle import assert_matches
-from tests.test_vision_handlers import drawn_images, png_bytes
+from tests.unit.test_vision_handlers import drawn_images, png_bytes
 
-pytestmark = pytest.mark.ray
 ASR = "automatic-speech-recognition"
 
 

@@ -17,11 +17,10 @@ import pytest
 from serve.demo import present
 from tests.audio_samples import recordings, wav_bytes
 from tests.support import running_endpoint
-from tests.test_vision_handlers import drawn_images, png_bytes
+from tests.unit.test_vision_handlers import drawn_images, png_bytes
 
-pytestmark = pytest.mark.serve
 ASR = "automatic-speech-recognition"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "demo"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "demo"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Headless flags that keep Chromium off the network this machine does not have.
 CHROMIUM_ARGS = [

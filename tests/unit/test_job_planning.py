@@ -1,0 +1,33 @@
+"""The job's planning and bookkeeping without Ray: the actor plan for the cluster at hand, the manifest's counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_plan_actors_adapts_or_fails_fast():
+    from jobs.compute import plan_actors
+    from pipefleet.errors import FatalError
+    from pipefleet.spec import ComputeSpec
+
+    plan = plan_actors(ComputeSpec(concurrency=[2, 8]), {"CPU": 3.0}, fixed_cluster=True)
+    assert plan.concurrency == 2 and plan.num_gpus == 0 and "lowered" in plan.notes[0]
+    resuming = plan_actors(ComputeSpec(concurrency=[2, 8]), {"CPU": 3.0}, fixed_cluster=True, spare_cpus=2)
+    assert resuming.concurrency == 1
+    assert plan_actors(ComputeSpec(), {"CPU": 16.0, "GPU": 4.0}, fixed_cluster=True).num_gpus == 1
+    with pytest.raises(FatalError, match="asks for 1 GPU.*has 0"):
+        plan_actors(ComputeSpec(num_gpus=1), {"CPU": 8.0}, fixed_cluster=True)
+    waiting = plan_actors(ComputeSpec(num_gpus=1, concurrency=[1, 4]), {"CPU": 8.0}, fixed_cluster=False)
+    assert waiting.concurrency == (1, 4) and "autoscaler" in waiting.notes[0]
+
+
+def test_manifest_counts_jsonl_whose_errors_come_late(tmp_path):
+    # pyarrow infers JSON types from the first block (1 MiB); an error column null there must still count.
+    from jobs.manifest import output_counts
+
+    rows = [{"rid": i, "text": "x" * 2000, "error": "bad row" if i == 2500 else None} for i in range(3000)]
+    (tmp_path / "part-0.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    counts = output_counts(str(tmp_path), "jsonl", "rid")
+    assert counts == {"rows_out": 3000, "rows_ok": 2999, "rows_errored": 1, "duplicate_ids": 0}
