@@ -120,3 +120,81 @@ def test_pipeline_kwargs_honour_the_spec(monkeypatch):
     assert kwargs["model_kwargs"] == {"attn_implementation": "eager"}
     mapped = pipeline_kwargs(parse_spec({"task": "ner", "device_map": "auto"}), "token-classification")
     assert mapped["device_map"] == "auto" and "device" not in mapped and mapped["model"] is None
+
+
+RENAMED = [
+    ({"task": "ner", "torch_dtype": "float16"}, "torch_dtype: renamed dtype in transformers 5; write dtype: float16"),
+    ({"task": "ner", "use_auth_token": "hf_x"}, "use_auth_token: removed in transformers 5; export the Hub token as"),
+    ({"task": "ner", "token": "hf_x"}, "token: never put a Hub token in a spec file"),
+    ({"task": "ner", "framework": "tf"}, "transformers 5 runs PyTorch models only"),
+    ({"task": "ner", "device_map": {"lm_head": "gpu"}}, "device_map['lm_head'] = 'gpu': use a GPU number, cuda:N"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), RENAMED, ids=lambda x: str(x)[:40])
+def test_spellings_of_older_tutorials_say_what_to_write_now(data, message):
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data, source="spec.yaml")
+    assert message in str(caught.value)
+
+
+def test_every_pipeline_argument_of_the_spec_reaches_pipeline(monkeypatch, tmp_path):
+    import transformers
+
+    from pipefleet.models import load_pipeline
+
+    seen = {}
+    monkeypatch.setattr(transformers, "pipeline", lambda **kwargs: seen.update(kwargs) or "loaded")
+    folders = {name: str(tmp_path / name) for name in ("config", "feature_extractor", "image_processor", "processor")}
+    device_map = {"model.embeddings": 0, "classifier": "cpu"}
+    spec = parse_spec(
+        {"task": "ner", "model": "m", "framework": "pt", "use_fast": False, "device_map": device_map, **folders}
+    )
+    assert load_pipeline(spec, "token-classification") == "loaded"
+    assert {name: seen[name] for name in folders} == folders
+    assert seen["use_fast"] is False and seen["device_map"] == device_map and "device" not in seen
+    assert "framework" not in seen  # transformers 5 has no framework argument: pt is the only one
+
+
+def test_a_config_override_folder_does_what_it_does_in_pipeline(tiny_model, tmp_path, make_handler):
+    # pipeline(config=...) reads the folder to choose the model class; the weights keep their own config.
+    from transformers import AutoConfig, pipeline
+
+    model = tiny_model("text-classification")
+    config = AutoConfig.from_pretrained(model)
+    config.architectures = ["BertForSequenceClassification"]
+    config.save_pretrained(tmp_path / "config")
+
+    handler = make_handler("text-classification", model, config=str(tmp_path / "config"))
+    expected = pipeline("text-classification", model=model, config=str(tmp_path / "config"), device="cpu")
+
+    assert type(handler.pipe.model) is type(expected.model)
+    texts = ["a first text", "and a second one"]
+    for got, want in zip(handler.predict(texts), expected(texts)):
+        assert got["label"] == want["label"] and abs(got["score"] - want["score"]) < 1e-4
+
+
+def test_an_image_processor_override_folder_is_the_processor_loaded(tiny_model, tmp_path, make_handler):
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(tiny_model("image-classification"))
+    processor.image_mean = [0.25, 0.25, 0.25]
+    processor.save_pretrained(tmp_path / "processor")
+
+    handler = make_handler(
+        "image-classification", tiny_model("image-classification"), image_processor=str(tmp_path / "processor")
+    )
+
+    assert list(handler.pipe.image_processor.image_mean) == [0.25, 0.25, 0.25]
+
+
+def test_use_fast_false_loads_what_pipeline_loads_with_it(tiny_model, make_handler):
+    # transformers 5 keeps a Python ("slow") backend for a few tokenizers only; for the others
+    # use_fast=False loads the same Rust-backed class. Either way, the spec gives what pipeline() gives.
+    from transformers import pipeline
+
+    model = tiny_model("text-classification")
+    handler = make_handler("text-classification", model, use_fast=False)
+    expected = pipeline("text-classification", model=model, use_fast=False, device="cpu")
+    assert type(handler.pipe.tokenizer) is type(expected.tokenizer)
+    assert handler.pipe.tokenizer.is_fast == expected.tokenizer.is_fast
