@@ -48,7 +48,29 @@ def running_endpoint(specs: list[dict], name: str, demo: bool = False, ingress: 
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        serve.shutdown()
+        stop_serve()
+
+
+def stop_serve(timeout_s: float = 120) -> None:
+    """Shut Serve down and wait until its controller and proxies are gone.
+
+    ``serve.shutdown()`` returns after 30 s even while the controller is still draining replicas (a
+    loaded 2-core machine can take longer); a ``serve.start`` meanwhile would find the old proxy actor,
+    about to be killed, under the name it wants, and fail with ActorDiedError.
+    """
+    import time
+
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "serve"]
+        if not any(name.startswith("SERVE_") for name in names):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"Serve's actors were still alive {timeout_s:g} s after serve.shutdown(): {names}")
 
 
 def replica_marker(app_name: str, route: str) -> str:

@@ -46,15 +46,26 @@ def _stop_cluster(*marks: str) -> None:
 
 
 @pytest.fixture
-def head_node():
+def head_node(cluster_env):
     temp_dir = f"/tmp/pfc-{uuid.uuid4().hex[:6]}"  # short: Unix socket paths are limited to 107 bytes
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     gcs_port = free_port()
     try:
-        yield _start_head(temp_dir, gcs_port, env)
+        yield _start_head(temp_dir, gcs_port, cluster_env)
     finally:
         _stop_cluster(temp_dir, f"127.0.0.1:{gcs_port}")
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster_env(tmp_path):
+    """The environment of the cluster's processes and of its clients: Ray 2.60 clusters ask for a token,
+    here one of the test's own (a fresh machine has none in ~/.ray until something writes it)."""
+    import secrets
+
+    token = tmp_path / "ray-auth-token"
+    token.write_text(secrets.token_hex(32))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
 
 
 def _start_head(temp_dir: str, gcs_port: int, env: dict) -> str:
@@ -95,7 +106,7 @@ def _start_head(temp_dir: str, gcs_port: int, env: dict) -> str:
             time.sleep(1)
 
 
-def test_ray_job_submit_runs_the_job(head_node, tiny_model, tmp_path):
+def test_ray_job_submit_runs_the_job(head_node, cluster_env, tiny_model, tmp_path):
     pq.write_table(make_corpus(500, seed=5), tmp_path / "corpus.parquet")
     spec = tmp_path / "spec.yaml"
     spec.write_text(
@@ -111,9 +122,7 @@ def test_ray_job_submit_runs_the_job(head_node, tiny_model, tmp_path):
             }
         )
     )
-    # Ray 2.60 clusters require a token; the CLI reads the one `ray start` wrote when asked to.
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    env.pop("RAY_ADDRESS", None)
+    env = cluster_env
     command = [
         RAY,
         "job",
