@@ -108,7 +108,7 @@ def test_common_readers_read_exactly_the_output_rows(local_ray, tiny_model, tmp_
         ).num_rows,
         "pandas": len(pd.read_parquet(out)),
         "polars": pl.read_parquet(out).height,
-        "duckdb OUT/**/*.parquet": duckdb.sql(f"select count(*) from '{out}/**/*.parquet'").fetchone()[0],
+        "duckdb OUT/**/*.parquet": duckdb.sql(f"select count(*) from '{out}/**/*.parquet'").fetchall()[0][0],
         "ray.data": ray.data.read_parquet(str(out)).count(),
     }
     assert counts == dict.fromkeys(counts, 300), counts
