@@ -102,7 +102,9 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     corpus = read_corpus(input_spec)
     handler = handler_class(spec.task)
     # Images and audio are decoded by CPU tasks before the actors; videos are too large to carry decoded.
-    dataset = add_decode_stage(corpus.dataset, spec, handler) if handler.media in DTYPES else corpus.dataset
+    dataset = (
+        add_decode_stage(corpus.dataset, spec, handler) if handler.capabilities.media in DTYPES else corpus.dataset
+    )
 
     stats_name = f"{STATS_ACTOR}-{uuid.uuid4().hex[:8]}"
     stats = ray.remote(num_cpus=0)(JobStats).options(name=stats_name).remote()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from jobs.jsonl import READ_ERROR_COLUMN
+from jobs.columns import DECODED, READ_ERROR
 from jobs.readers import input_columns
 from pipefleet.errors import BadInput, RowError
 from pipefleet.media import decode_media
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from pipefleet.handler import TaskHandler
     from pipefleet.spec import Spec
 
-DECODED_COLUMN = "_decoded"
 DECODED_TYPE = pa.struct([("data", pa.large_binary()), ("shape", pa.list_(pa.int64()))])
 DTYPES = {"image": np.uint8, "audio": np.float32}  # RGB pixels; mono samples at the model's rate
 DECODE_BATCH_ROWS = 32  # decoded images are large: keep each task's batch small
@@ -35,18 +34,18 @@ def add_decode_stage(dataset: "ray.data.Dataset", spec: "Spec", handler: type["T
     """``dataset`` with the main input of each row decoded by CPU tasks (audio at the model's rate)."""
     from pipefleet.models import sampling_rate
 
-    column = input_columns(spec.input, handler)[handler.input_names[0]]
-    rate = sampling_rate(spec, handler.hf_task or handler.task) if handler.media == "audio" else None
+    column = input_columns(spec.input, handler)[handler.input_names()[0]]
+    rate = sampling_rate(spec, handler.hf_task or handler.task) if handler.capabilities.media == "audio" else None
     return dataset.map_batches(
         decode_batch,
-        fn_kwargs={"media": handler.media, "task": handler.task, "column": column, "sampling_rate": rate},
+        fn_kwargs={"media": handler.capabilities.media, "task": handler.task, "column": column, "sampling_rate": rate},
         batch_size=DECODE_BATCH_ROWS,
         batch_format="pyarrow",
     )
 
 
 def decode_batch(batch: pa.Table, media: str, task: str, column: str, sampling_rate: int | None) -> pa.Table:
-    """``map_batches`` function: ``column`` decoded into :data:`DECODED_COLUMN`, failures into the read errors."""
+    """``map_batches`` function: ``column`` decoded into :data:`DECODED`, failures into the read errors."""
     values = batch.column(column).to_pylist() if column in batch.column_names else [None] * batch.num_rows
     errors = _read_errors(batch)
     decoded: list[dict[str, Any] | None] = []
@@ -61,16 +60,16 @@ def decode_batch(batch: pa.Table, media: str, task: str, column: str, sampling_r
             decoded.append(None)
             continue
         decoded.append({"data": np.ascontiguousarray(array, DTYPES[media]).tobytes(), "shape": list(array.shape)})
-    kept = batch.drop_columns([c for c in (DECODED_COLUMN, READ_ERROR_COLUMN) if c in batch.column_names])
-    return kept.append_column(DECODED_COLUMN, pa.array(decoded, DECODED_TYPE)).append_column(
-        READ_ERROR_COLUMN, pa.array(errors, pa.string())
+    kept = batch.drop_columns([c for c in (DECODED, READ_ERROR) if c in batch.column_names])
+    return kept.append_column(DECODED, pa.array(decoded, DECODED_TYPE)).append_column(
+        READ_ERROR, pa.array(errors, pa.string())
     )
 
 
 def decoded_values(batch: pa.Table, media: str) -> list[np.ndarray | None]:
-    """The arrays of :data:`DECODED_COLUMN` (None where a row could not be decoded)."""
+    """The arrays of :data:`DECODED` (None where a row could not be decoded)."""
     arrays: list[np.ndarray | None] = []
-    for item in batch.column(DECODED_COLUMN).to_pylist():
+    for item in batch.column(DECODED).to_pylist():
         if item is None:
             arrays.append(None)
         else:
@@ -79,6 +78,6 @@ def decoded_values(batch: pa.Table, media: str) -> list[np.ndarray | None]:
 
 
 def _read_errors(batch: pa.Table) -> list[str | None]:
-    if READ_ERROR_COLUMN in batch.column_names:
-        return batch.column(READ_ERROR_COLUMN).to_pylist()
+    if READ_ERROR in batch.column_names:
+        return batch.column(READ_ERROR).to_pylist()
     return [None] * batch.num_rows

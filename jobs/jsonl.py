@@ -5,7 +5,7 @@ on one value whose type differs from its column's (``"text": 5`` among strings);
 of millions of lines nearly always holds a few. Here the lines are read as text and each
 is parsed on its own, against a schema inferred once from the first lines: a line that is
 not a JSON object, or a value that does not fit its column, becomes that row's error
-(:data:`READ_ERROR_COLUMN`), and every other row goes on. Each row carries its file and
+(:data:`READ_ERROR`), and every other row goes on. Each row carries its file and
 line number (:data:`LINE_ID`), which identifies it when the job resumes.
 """
 
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from jobs.columns import LINE_ID, READ_ERROR
+
 if TYPE_CHECKING:
     import ray.data
 
-READ_ERROR_COLUMN = "_read_error"  # the worker turns it into the row's error, and drops it
-LINE_ID = "line_id"  # "file:line": the row's id for resuming, even when the line itself is unreadable
 SAMPLE_LINES = 1000
 LINES_PER_BLOCK = 10_000
 _SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -123,7 +123,7 @@ def parse_lines(lines: list[str], schema: pa.Schema) -> pa.Table:
             if misfits:
                 problems[index] = misfits
         table = pa.Table.from_pylist(rows, schema=schema)
-    return table.append_column(READ_ERROR_COLUMN, pa.array(problems, pa.string()))
+    return table.append_column(READ_ERROR, pa.array(problems, pa.string()))
 
 
 def _parse(line: str) -> tuple[dict[str, Any], str | None]:

@@ -6,7 +6,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from jobs.worker import ERROR_COLUMN
+from jobs.columns import ERROR
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -19,11 +19,11 @@ def output_counts(path: str, fmt: str, id_column: str | None) -> dict[str, int]:
     """Rows, ok rows, errored rows and duplicate ids over every output file in the folder."""
     import pyarrow.compute as pc
 
-    table = _read_columns(path, fmt, [ERROR_COLUMN, *([id_column] if id_column else [])])
+    table = _read_columns(path, fmt, [ERROR, *([id_column] if id_column else [])])
     if table is None:
         return {"rows_out": 0, "rows_ok": 0, "rows_errored": 0, "duplicate_ids": 0}
     names = table.column_names
-    errored = table.num_rows - table[ERROR_COLUMN].null_count if ERROR_COLUMN in names else 0
+    errored = table.num_rows - table[ERROR].null_count if ERROR in names else 0
     ids = table[id_column].drop_null() if id_column in names else None
     duplicates = len(ids) - len(pc.unique(ids)) if ids is not None else 0
     return {
@@ -52,9 +52,7 @@ def _read_columns(path: str, fmt: str, columns: list[str]) -> "pa.Table | None":
     # JSON types are inferred from each file's first block: an error column that is null
     # there and a string later would not parse, so its type is given. (The dataset API's
     # JSON format ignores an explicit schema, hence read_json file by file.)
-    options = pj.ParseOptions(
-        explicit_schema=pa.schema([(ERROR_COLUMN, pa.string())]), unexpected_field_behavior="infer"
-    )
+    options = pj.ParseOptions(explicit_schema=pa.schema([(ERROR, pa.string())]), unexpected_field_behavior="infer")
     tables = []
     for file in files:
         with filesystem.open_input_stream(file) as stream:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jobs.jsonl import LINE_ID, read_jsonl
+from jobs.columns import FILE_BYTES, LINE_ID, PATH, ROW_HASH
+from jobs.jsonl import read_jsonl
 from pipefleet.errors import SpecError
+from pipefleet.rows import column_map
 
 if TYPE_CHECKING:
     import ray.data
 
     from pipefleet.handler import TaskHandler
     from pipefleet.spec import InputSpec
-
-ROW_HASH = "row_hash"  # Ray's read_parquet(include_row_hash=True) column: file path + row position
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,6 @@ class Corpus:
 
 
 FILE_FORMATS = ("binary", "images", "audio")  # one row per file: the path is its id, the file's bytes its input
-FILE_BYTES = "bytes"  # read_binary_files' column; not written back: the files stay where they are
 IMAGE_SUFFIXES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
 AUDIO_SUFFIXES = ["wav", "flac", "mp3", "ogg", "opus", "aiff", "aif", "au", "caf", "m4a", "aac", "wma"]
 
@@ -43,14 +42,14 @@ def id_column_of(spec: "InputSpec") -> str | None:
         return LINE_ID
     if spec.id_column:
         return spec.id_column
-    return ROW_HASH if fmt == "parquet" else "path" if fmt in FILE_FORMATS else None
+    return ROW_HASH if fmt == "parquet" else PATH if fmt in FILE_FORMATS else None
 
 
 def input_columns(spec: "InputSpec", handler: type["TaskHandler"]) -> dict[str, str]:
     """Handler input name -> column: the spec's mapping; for file folders, the main input is the file's bytes."""
     if not spec.columns and spec.resolved_format() in FILE_FORMATS:
-        return {handler.input_names[0]: FILE_BYTES}
-    return handler.column_map(spec.columns)
+        return {handler.input_names()[0]: FILE_BYTES}
+    return column_map(handler, spec.columns)
 
 
 def read_corpus(spec: "InputSpec") -> Corpus:

@@ -10,13 +10,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from jobs.decode import DECODED_COLUMN, decoded_values
-from jobs.jsonl import READ_ERROR_COLUMN
-from jobs.readers import FILE_BYTES, FILE_FORMATS, input_columns
+from jobs.columns import DECODED, ERROR, FILE_BYTES, READ_ERROR
+from jobs.decode import decoded_values
+from jobs.readers import FILE_FORMATS, input_columns
 from pipefleet.errors import RowError
 from pipefleet.outputs import split_outcomes, to_arrow
+from pipefleet.rows import input_from_row
 
-ERROR_COLUMN = "error"
 STATS_ACTOR = "pipefleet-job-stats"
 
 
@@ -69,9 +69,9 @@ class AnnotateBatch:
         torch.set_num_threads(max(1, int(spec.compute.num_cpus)))
         self.handler = handler_class(spec.task)(spec)
         self.columns = input_columns(spec.input, type(self.handler))
-        self.main_column = self.columns[self.handler.input_names[0]]
+        self.main_column = self.columns[self.handler.input_names()[0]]
         # Not written back: the decode stage's hidden column, and the bytes of files that stay where they are.
-        self.dropped = [DECODED_COLUMN, READ_ERROR_COLUMN]
+        self.dropped = [DECODED, READ_ERROR]
         if spec.input.resolved_format() in FILE_FORMATS:
             self.dropped.append(FILE_BYTES)
         self.output_column = spec.output.column or self.handler.output_column
@@ -85,8 +85,8 @@ class AnnotateBatch:
     def __call__(self, batch: pa.Table) -> pa.Table:
         began_at = time.time()
         rows = self._rows(batch)
-        inputs = [self.handler.input_from_row(row, self.columns) for row in rows]
-        read_errors = batch.column(READ_ERROR_COLUMN).to_pylist() if READ_ERROR_COLUMN in batch.column_names else []
+        inputs = [input_from_row(row, self.columns) for row in rows]
+        read_errors = batch.column(READ_ERROR).to_pylist() if READ_ERROR in batch.column_names else []
         readable = [i for i in range(len(rows)) if not (read_errors and read_errors[i])]
         outcomes: list[Any] = [RowError(p) if p else None for p in read_errors] or [None] * len(rows)
         for index, outcome in zip(readable, self.handler.predict([inputs[i] for i in readable])):
@@ -97,14 +97,12 @@ class AnnotateBatch:
             self.stats.record.remote(
                 self.worker, len(rows), sum(e is not None for e in errors), self.handler.stats.oom_splits, began_at
             )
-        batch = _drop(batch, [self.output_column, ERROR_COLUMN, *self.dropped])
-        return batch.append_column(self.output_column, output).append_column(
-            ERROR_COLUMN, pa.array(errors, pa.string())
-        )
+        batch = _drop(batch, [self.output_column, ERROR, *self.dropped])
+        return batch.append_column(self.output_column, output).append_column(ERROR, pa.array(errors, pa.string()))
 
     def _rows(self, batch: pa.Table) -> list[dict[str, Any]]:
         """Each row's input columns; the main input from the decode stage's arrays when it ran."""
-        decoded = decoded_values(batch, self.handler.media) if DECODED_COLUMN in batch.column_names else None
+        decoded = decoded_values(batch, self.handler.capabilities.media) if DECODED in batch.column_names else None
         needed = [
             c
             for c in dict.fromkeys(self.columns.values())

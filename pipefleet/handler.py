@@ -1,85 +1,125 @@
 """The contract every task implements, shared by the batch job and the online endpoint.
 
-A handler is built from a spec cheaply; :meth:`TaskHandler.setup` loads the model once
-per actor or replica. :meth:`TaskHandler.predict` takes a batch of inputs and returns
-exactly one outcome per input, in order: the task's output (the structure
-``transformers.pipeline`` returns for that input) or a :class:`RowError`.
-Handlers know nothing of Ray, Arrow files or HTTP.
+A handler is a class with declarations and three stages, modelled on ``transformers``
+pipelines (``preprocess`` / ``_forward`` / ``postprocess``), LitServe's ``LitAPI`` and
+infinity's ``encode_pre`` / ``encode_core`` / ``encode_post``:
+
+- declarations, at class level: the task's name, its :class:`Input` s, its parameters (each a
+  :class:`~pipefleet.params.Param` that names the stage it goes to), the Arrow type of its output
+  (:meth:`TaskHandler.arrow_type`) and its :class:`Capabilities`. ``jobs/``, ``serve/`` and the
+  demo page dispatch on these, never on task names;
+- :meth:`~TaskHandler.setup` loads the model, once per actor or replica;
+- :meth:`~TaskHandler.preprocess` (CPU: validation, the pipeline's preprocess, chunking) turns
+  one input into model inputs; :meth:`~TaskHandler.forward` runs a batch of them, the only code
+  that touches the accelerator; :meth:`~TaskHandler.postprocess` turns one input's model outputs
+  into its answer (the structure ``pipeline()`` returns) as plain data;
+- :meth:`~TaskHandler.stream` yields pieces of one answer, where the handler declares streaming.
+
+The engine (:mod:`pipefleet.engine`) drives the stages: it groups, sorts and batches model inputs,
+and returns exactly one outcome per input, in order, an output or a :class:`RowError`.
+Handlers know nothing of Ray, Arrow files or HTTP. Most handlers subclass
+:class:`pipefleet.pipeline_handler.PipelineHandler`, whose stages are the loaded pipeline's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import pyarrow as pa
-
-from pipefleet.errors import BadInput, BadParameter, ModelError, RowError, ServerFault
-from pipefleet.params import Check, check_values
-from pipefleet.runner import RunStats, Unpad, run_pipeline
+from pipefleet.errors import BadInput, BadParameter, ModelError
+from pipefleet.params import STAGES, Param, Params, StageParams, as_params, check_values
 
 if TYPE_CHECKING:
-    from transformers import Pipeline
+    import pyarrow as pa
 
+    from pipefleet.engine import Engine, RunStats
     from pipefleet.spec import Spec
 
-Params = Mapping[str, Any]
-
-# Padded tokens per forward pass on a CPU when the spec sets no max_batch_tokens. On a CPU the
-# cost of a pass grows with its padded size, so long rows gain nothing from sharing one; 2048
-# measured best for MiniLM on mixed-length text (bench/batch.py). GPUs want big passes: no cap.
-CPU_BATCH_TOKENS = 2048
-LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])  # the classifiers' output item
+MEDIA = ("image", "audio", "video")  # input kinds that arrive as a file's bytes
+INPUT_KINDS = (*MEDIA, "text", "texts", "labels", "table", "json")  # texts: a list of strings
+# How a person reads an output (the demo page draws each its own way; see TaskHandler.readable).
+DISPLAYS = ("labels", "entities", "text", "boxes", "masks", "image", "audio", "json")
 
 
-class TaskHandler:
-    """Base class of the task handlers.
+@dataclass(frozen=True)
+class Input:
+    """One named input of a task. The first of a handler's inputs is its main input; a row with one
+    input passes it bare, a row with several passes ``{name: value}``."""
 
-    Subclasses set the class attributes and override :meth:`prepare` (validate one raw
-    input) and :meth:`arrow_type`; tasks whose hot path differs from the pipeline's
-    override :meth:`run`.
+    name: str
+    kind: str = "text"  # one of INPUT_KINDS
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What adapters may do with a task, declared by its handler.
+
+    ``media`` is filled from the main input's kind (``image``, ``audio`` or ``video`` for tasks
+    whose main input is such a file's bytes: pipelines would open a path or fetch a URL given as
+    a string, so the endpoint refuses such strings unless the operator allows remote inputs).
+    """
+
+    display: str = "json"  # how a person reads the output: one of DISPLAYS
+    streaming: bool = False  # stream() yields pieces of one answer (text as it is generated)
+    chunked: bool = False  # one input may become several model inputs (windows, chunks, label pairs)
+    media: str | None = None
+
+
+class TaskHandler(ABC):
+    """The contract of a task: declarations, :meth:`setup` and three stages (see the module docstring).
 
     >>> from pipefleet.spec import parse_spec
     >>> from pipefleet.registry import handler_class
     >>> spec = parse_spec({"task": "sentiment-analysis", "model": "path/to/model"})
     >>> handler = handler_class(spec.task)(spec)   # cheap: nothing is loaded yet
-    >>> handler.task
-    'text-classification'
+    >>> handler.task, handler.inputs[0].name, handler.capabilities.display
+    ('text-classification', 'text', 'labels')
     """
 
     task: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     hf_task: ClassVar[str | None] = None  # the transformers task name, when it differs
-    input_names: ClassVar[tuple[str, ...]] = ("text",)  # first is the main input; the rest optional
-    parameters: ClassVar[dict[str, Check]] = {}  # name -> check (see pipefleet.params)
+    inputs: ClassVar[tuple[Input, ...]] = (Input("text"),)
+    parameters: ClassVar[dict[str, Param]] = {}  # bare checks are made pipeline Params
     output_column: ClassVar[str] = "output"
-    # "image", "audio" or "video" for tasks whose main input is such a file's bytes. Their pipelines would
-    # open a path or fetch a URL given as a string, so the endpoint refuses such strings unless
-    # the operator allows remote inputs; the demo page offers an upload of that kind.
-    media: ClassVar[str | None] = None
+    capabilities: ClassVar[Capabilities] = Capabilities()
     # Programs the handler runs for some inputs -> how an operator installs them. A row that needs a
     # missing one is the server's fault (a 500 naming the fix), not the caller's.
     programs: ClassVar[dict[str, str]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.parameters = as_params(cls.parameters)
+        kinds = [i.kind for i in cls.inputs]
+        if not cls.inputs or any(kind not in INPUT_KINDS for kind in kinds):
+            raise TypeError(f"{cls.__name__}.inputs: kinds are {', '.join(INPUT_KINDS)}, got {kinds}")
+        media = cls.inputs[0].kind if cls.inputs[0].kind in MEDIA else None
+        cls.capabilities = dataclasses.replace(cls.capabilities, media=media)
+        if cls.capabilities.display not in DISPLAYS:
+            raise TypeError(f"{cls.__name__}: display {cls.capabilities.display!r} is not one of {DISPLAYS}")
+        # As LitServe checks stream before the server starts: a declaration must match the code.
+        overrides_stream = cls.stream is not TaskHandler.stream
+        if cls.capabilities.streaming != overrides_stream:
+            raise TypeError(
+                f"{cls.__name__}: capabilities.streaming is {cls.capabilities.streaming} but stream() is "
+                f"{'' if overrides_stream else 'not '}implemented"
+            )
+
     def __init__(self, spec: "Spec") -> None:
         self.spec = spec
-        self.pipe: "Pipeline | None" = None
-        self.stats = RunStats()
+        self.batch_rows = spec.batch_size  # rows per forward pass; setup() may lower it for a model
+        self._engine: "Engine | None" = None
 
-    # ---- lifecycle -------------------------------------------------------------------
+    # ---- declarations, derived ---------------------------------------------------------
 
-    def setup(self) -> None:
-        """Load the model; called once per actor or replica, never at import time."""
-        from pipefleet.models import load_pipeline
-
-        self.pipe = load_pipeline(self.spec, self.hf_task or self.task)
-
-    def identity(self) -> dict[str, Any]:
-        """Task, model and revision as loaded."""
-        from pipefleet.models import model_identity
-
-        base = {"task": self.task, "model": self.spec.model, "revision": self.spec.revision}
-        return {**base, **model_identity(self.pipe, self.spec)} if self.pipe is not None else base
+    @classmethod
+    def input_names(cls) -> tuple[str, ...]:
+        return tuple(i.name for i in cls.inputs)
 
     @classmethod
     def missing_programs(cls) -> dict[str, str]:
@@ -88,127 +128,54 @@ class TaskHandler:
 
         return {name: how for name, how in cls.programs.items() if shutil.which(name) is None}
 
-    # ---- parameters ------------------------------------------------------------------
+    # ---- the contract ------------------------------------------------------------------
 
-    @classmethod
-    def check_params(cls, params: Params) -> None:
-        """Raise :class:`BadParameter` naming any parameter this task does not take, or a wrong value."""
-        unknown = sorted(set(params) - set(cls.parameters))
-        if unknown:
-            accepted = ", ".join(sorted(cls.parameters)) or "none"
-            raise BadParameter(f"unknown parameter(s) for {cls.task}: {', '.join(unknown)}; accepted: {accepted}")
-        check_values(cls.parameters, dict(params))
+    @abstractmethod
+    def setup(self) -> None:
+        """Load the model; called once per actor or replica, never at import time."""
 
-    def merged_params(self, overrides: Params | None) -> dict[str, Any]:
-        """Spec parameters overridden by a call's, as ``pipeline(..., **kwargs)`` then ``pipe(x, **kwargs)``."""
-        if overrides:
-            self.check_params(overrides)
-        return {**self.spec.params, **(overrides or {})}
+    @property
+    @abstractmethod
+    def device(self) -> Any:
+        """The ``torch.device`` the model runs on (once set up)."""
 
-    # ---- rows of a table (the job, ``pipefleet predict``) -----------------------------
+    @abstractmethod
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        """One raw input -> its model inputs (usually one; a chunked task's several).
 
-    @classmethod
-    def column_map(cls, columns: Mapping[str, str]) -> dict[str, str]:
-        """Handler input name -> column, defaulting to the main input read from a column of the same name."""
-        unknown = sorted(set(columns) - set(cls.input_names))
-        if unknown:
-            raise BadInput(
-                f"input.columns: {cls.task} has no input named {', '.join(unknown)}; "
-                f"its inputs are {', '.join(cls.input_names)}"
-            )
-        return dict(columns) or {cls.input_names[0]: cls.input_names[0]}
-
-    @classmethod
-    def input_from_row(cls, row: Mapping[str, Any], columns: Mapping[str, str]) -> Any:
-        """The raw input of one row: the mapped column's value, or a dict when several inputs are mapped."""
-        if len(columns) == 1:
-            return row.get(next(iter(columns.values())))
-        return {name: row.get(column) for name, column in columns.items()}
-
-    # ---- the batch call --------------------------------------------------------------
-
-    def predict(self, inputs: Sequence[Any], params: Params | Sequence[Params] | None = None) -> list[Any]:
-        """One outcome per input, in order: the output, or a :class:`RowError`.
-
-        ``params`` overrides the spec's parameters for every row, or row by row when it
-        is a sequence as long as ``inputs`` (the endpoint batches requests that way).
+        Validates the input and raises :class:`~pipefleet.errors.BadInput` naming the problem.
         """
-        if self.pipe is None:
-            raise ModelError(f"{type(self).__name__}.setup() was not called")
-        per_row = self._per_row_params(inputs, params)
-        outcomes: list[Any] = [None] * len(inputs)
-        ready: list[int] = []
-        prepared: list[Any] = []
-        prepared_params: list[dict[str, Any]] = []
-        for index, raw in enumerate(inputs):
-            try:
-                value, row_params = self.prepare(raw, per_row[index])
-            except (BadInput, ServerFault) as exc:
-                outcomes[index] = RowError.from_exception(exc)
-                continue
-            ready.append(index)
-            prepared.append(value)
-            prepared_params.append(row_params)
-        results = self.run(prepared, prepared_params) if prepared else []
-        if len(results) != len(prepared):
-            raise ModelError(f"batch size mismatch: {len(prepared)} inputs gave {len(results)} outputs")
-        for index, result in zip(ready, results):
-            outcomes[index] = result
-        return outcomes
 
-    def _per_row_params(self, inputs: Sequence[Any], params: Params | Sequence[Params] | None) -> list[dict]:
-        if params is None or isinstance(params, Mapping):
-            shared = self.merged_params(params)
-            return [shared] * len(inputs)
-        if len(params) != len(inputs):
-            raise ModelError(f"{len(params)} parameter sets for {len(inputs)} inputs")
-        return [self.merged_params(p) for p in params]
+    @abstractmethod
+    def forward(self, batch: list[Any], params: Params) -> list[Any]:
+        """Model inputs -> one model output each, in one pass: the hot path."""
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """Validate one raw input; return the pipeline's input and this row's parameters.
+    @abstractmethod
+    def postprocess(self, outputs: list[Any], value: Any, params: Params) -> Any:
+        """One input's model outputs (in chunk order) -> its answer, as plain data."""
 
-        Raises :class:`BadInput` with a message naming the problem. The default takes
-        one non-empty string.
-        """
-        return self.text(raw), params
+    def stream(self, value: Any, params: StageParams) -> Iterator[str]:
+        """Pieces of one input's answer as they are produced; only where ``capabilities.streaming``."""
+        raise NotImplementedError(f"{self.task} does not stream")
 
-    def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
-        """The hot path: the pipeline's own stages, batched across rows (see :mod:`pipefleet.runner`)."""
-        outcomes = run_pipeline(
-            self.pipe, inputs, row_params, self.batch_size(), self.stats, self.max_batch_tokens(), self.unpad()
-        )
-        return [self._finished(outcome) for outcome in outcomes]
+    @abstractmethod
+    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> "pa.DataType":
+        """The Arrow type of one row's output for these call parameters and input names."""
 
-    def _finished(self, outcome: Any) -> Any:
-        if isinstance(outcome, RowError):
-            return outcome
-        try:
-            return self.finish(outcome)
-        except Exception as exc:  # an output that cannot be encoded fails its row alone
-            return RowError.from_exception(exc, kind="model_error")
-
-    def batch_size(self) -> int:
-        """Rows per forward pass: the spec's, unless the model cannot batch without changing its outputs."""
-        return self.spec.batch_size
-
-    def unpad(self) -> "Unpad | None":
-        """For models with an output per input frame: cut what batch padding added (see :mod:`pipefleet.runner`)."""
+    def batch_key(self, feature: Any) -> Any:
+        """Model inputs with different keys never share a forward pass (rows with equal parameters share
+        by default; a zero-shot image model's input holds its row's labels, so labels are its key)."""
         return None
 
-    def max_batch_tokens(self) -> int | None:
-        """The spec's cap on padded tokens per forward pass; by default 2048 on a CPU, none on a GPU."""
-        if self.spec.max_batch_tokens is not None:
-            return self.spec.max_batch_tokens
-        device = getattr(self.pipe, "device", None)
-        return CPU_BATCH_TOKENS if getattr(device, "type", None) == "cpu" else None
+    def pipeline_stages(self, params: Params) -> tuple[dict, dict, dict]:
+        """The pipeline's parameters split into preprocess, forward and postprocess ones.
 
-    def finish(self, output: Any) -> Any:
-        """A successful row's output as plain data (tasks whose pipelines return images or tensors override this)."""
-        return output
+        A handler without a pipeline declares only its own parameters, so it gets none."""
+        return {}, {}, {}
 
-    def text(self, value: Any, what: str = "input") -> str:
-        """``value`` as a text input of this task: a non-empty string within the spec's ``max_input_chars``."""
-        return require_text(value, self.task, what, self.spec.max_input_chars)
+    def identity(self) -> dict[str, Any]:
+        """Task, model and revision as loaded."""
+        return {"task": self.task, "model": self.spec.model, "revision": self.spec.revision}
 
     @classmethod
     def single_output(cls, output: Any, raw: Any, call_params: Params) -> Any:
@@ -219,41 +186,73 @@ class TaskHandler:
         """
         return output
 
-    def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> "pa.DataType":
-        """The Arrow type of one row's output for these parameters and input names."""
-        raise NotImplementedError
+    @classmethod
+    def readable(cls, output: Any, value: Any = None) -> Any:
+        """An output in the form of :attr:`Capabilities.display` (see :mod:`pipefleet.readable`)."""
+        from pipefleet.readable import readable
 
+        return readable(cls.capabilities.display, output, value)
 
-def require_text(value: Any, task: str, what: str = "input", max_chars: int | None = None) -> str:
-    """``value`` if it is a non-empty string of at most ``max_chars`` characters, else BadInput naming the problem."""
-    if value is None:
-        raise BadInput(f"{task}: {what} is missing (null)")
-    if not isinstance(value, str):
-        raise BadInput(f"{task}: {what} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise BadInput(f"{task}: {what} is empty")
-    if max_chars is not None and len(value) > max_chars:
-        raise BadInput(f"{task}: {what} is {len(value):,} characters, over max_input_chars ({max_chars:,})")
-    return value
+    # ---- parameters: checked once per call -----------------------------------------------
 
-
-def split_row_labels(raw: Any, params: dict[str, Any], main: str, task: str) -> tuple[Any, dict[str, Any]]:
-    """The main input and this row's parameters for zero-shot tasks.
-
-    A row may carry its own labels (``{main: ..., "candidate_labels": [...]}``), which replace the
-    spec's; labels given as one string are split on commas, as ``pipeline`` does. Raises
-    BadInput when a row ends up with no labels.
-    """
-    if isinstance(raw, dict):
-        unknown = set(raw) - {main, "candidate_labels"}
+    @classmethod
+    def check_params(cls, params: Params) -> None:
+        """Raise :class:`BadParameter` naming any parameter this task does not take, or a wrong value."""
+        unknown = sorted(set(params) - set(cls.parameters))
         if unknown:
-            raise BadInput(f"{task}: an input has keys {main} and candidate_labels, got {sorted(unknown)}")
-        if raw.get("candidate_labels") is not None:
-            params = {**params, "candidate_labels": raw["candidate_labels"]}
-        raw = raw.get(main)
-    labels = params.get("candidate_labels")
-    if isinstance(labels, str):
-        labels = [label.strip() for label in labels.split(",") if label.strip()]
-    if not labels or not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) and x for x in labels):
-        raise BadInput(f"{task}: candidate_labels must be a non-empty list of strings (in params or per row)")
-    return raw, {**params, "candidate_labels": list(labels)}
+            accepted = ", ".join(sorted(cls.parameters)) or "none"
+            raise BadParameter(f"unknown parameter(s) for {cls.task}: {', '.join(unknown)}; accepted: {accepted}")
+        check_values(cls.parameters, params)
+
+    def resolve(self, overrides: Params | None = None) -> StageParams:
+        """A call's parameters over the spec's, checked once and split by stage.
+
+        Raises :class:`BadParameter` for a parameter the task does not take or a value of the wrong
+        type, and :class:`BadInput` for a value the pipeline itself rejects.
+        """
+        if overrides:
+            self.check_params(overrides)
+        call = {**self.spec.params, **(overrides or {})}
+        own = {name for name in call if self.parameters[name].own}
+        try:
+            stages = self.pipeline_stages({k: v for k, v in call.items() if k not in own})
+        except (BadParameter, BadInput):
+            raise
+        except Exception as exc:  # e.g. a stride longer than the model's window
+            raise BadInput(f"{self.task}: {type(exc).__name__}: {exc}") from None
+        for stage, values in zip(STAGES, stages):
+            values.update({name: call[name] for name in own if stage in self.parameters[name].stages})
+        frozen = [MappingProxyType(values) for values in stages]
+        return StageParams(MappingProxyType(call), *frozen)
+
+    # ---- the batch call ----------------------------------------------------------------
+
+    @property
+    def engine(self) -> "Engine":
+        """The engine that drives this handler's stages (made on first use, after setup)."""
+        if self._engine is None:
+            from pipefleet.engine import Engine
+
+            self._engine = Engine(self)
+        return self._engine
+
+    @property
+    def stats(self) -> "RunStats":
+        """What the engine had to work around so far (batches halved after running out of memory)."""
+        return self.engine.stats
+
+    def predict(self, inputs: Sequence[Any], params: Any = None) -> list[Any]:
+        """One outcome per input, in order: the output, or a :class:`~pipefleet.errors.RowError`.
+
+        ``params`` overrides the spec's parameters for every row (a mapping, or a
+        :class:`StageParams` already resolved), or row by row when it is a sequence as long as
+        ``inputs`` (the endpoint batches requests that way).
+        """
+        if not self.ready:
+            raise ModelError(f"{type(self).__name__}.setup() was not called")
+        return self.engine.run(inputs, params)
+
+    @property
+    def ready(self) -> bool:
+        """Whether :meth:`setup` has loaded the model."""
+        return True

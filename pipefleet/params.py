@@ -8,12 +8,50 @@ document describes the parameters.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pipefleet.errors import BadParameter
 
+Params = Mapping[str, Any]
 Check = Callable[[str, Any], None]
+
+PIPELINE = "pipeline"  # the pipeline's own parameter: the pipeline says which stage takes it
+STAGES = ("preprocess", "forward", "postprocess")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A task parameter: the check of its values, and the stages it goes to.
+
+    ``stages`` is ``(PIPELINE,)`` for a parameter of the ``transformers`` pipeline, which routes it;
+    a handler's own parameter (``pooling``, ``prompt``) names the stages that read it, and the
+    engine hands it to them and never to the pipeline.
+    """
+
+    check: Check
+    stages: tuple[str, ...] = (PIPELINE,)
+
+    @property
+    def own(self) -> bool:
+        """Whether the handler, not the pipeline, reads this parameter."""
+        return PIPELINE not in self.stages
+
+
+def staged(check: Check, *stages: str) -> Param:
+    """A handler's own parameter, read by ``stages`` (of preprocess, forward, postprocess)."""
+    unknown = sorted(set(stages) - set(STAGES))
+    if not stages or unknown:
+        raise ValueError(f"staged(): stages are {', '.join(STAGES)}, got {', '.join(stages) or 'none'}")
+    return Param(check, tuple(stages))
+
+
+def as_params(declared: Mapping[str, Check | Param]) -> dict[str, Param]:
+    """A handler's declared parameters with every bare check made a pipeline :class:`Param`."""
+    return {name: value if isinstance(value, Param) else Param(value) for name, value in declared.items()}
 
 
 def _accepting(accepts: Callable[[Any], bool], wants: str, schema: dict[str, Any]) -> Check:
@@ -25,8 +63,9 @@ def _accepting(accepts: Callable[[Any], bool], wants: str, schema: dict[str, Any
     return check
 
 
-def schema_of(check: Check) -> dict[str, Any]:
-    """The JSON schema of what ``check`` accepts (an empty schema for a check without one)."""
+def schema_of(param: Param | Check) -> dict[str, Any]:
+    """The JSON schema of what a parameter accepts (an empty schema for a check without one)."""
+    check = param.check if isinstance(param, Param) else param
     return dict(getattr(check, "schema", {}))
 
 
@@ -97,7 +136,30 @@ def mapping() -> Check:
     return _accepting(lambda v: isinstance(v, dict), "an object", {"type": "object"})
 
 
-def check_values(checks: dict[str, Check], params: dict[str, Any]) -> None:
+def check_values(declared: Mapping[str, Param], params: Mapping[str, Any]) -> None:
     """Run the check of each given parameter."""
     for name, value in params.items():
-        checks[name](name, value)
+        declared[name].check(name, value)
+
+
+def params_key(params: Mapping[str, Any]) -> str:
+    """A hashable key under which equal parameter sets meet (rows that may share a forward pass)."""
+    return json.dumps(dict(params), sort_keys=True, default=repr)
+
+
+@dataclass(frozen=True)
+class StageParams:
+    """One call's parameters, checked and split by stage; immutable, so no row can change another's."""
+
+    call: Params  # the spec's parameters overridden by the call's, as given
+    preprocess: Params
+    forward: Params
+    postprocess: Params
+
+    @functools.cached_property
+    def forward_key(self) -> str:
+        """Rows whose parameters are equal may share a forward pass.
+
+        All of them, not the forward stage's alone: a stage's parameters can shape what a model input
+        carries for its whole batch (a translation's target language picks the batch's first token)."""
+        return params_key(self.call)

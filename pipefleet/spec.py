@@ -271,6 +271,7 @@ class Spec(_Section):
     @model_validator(mode="after")
     def _check_params(self) -> "Spec":
         from pipefleet.registry import handler_class
+        from pipefleet.rows import column_map
 
         handler = handler_class(self.task)
         try:
@@ -278,7 +279,7 @@ class Spec(_Section):
         except PipefleetError as exc:
             raise ValueError(f"params: {exc}") from None
         try:
-            handler.column_map(self.input.columns)
+            column_map(handler, self.input.columns)
         except PipefleetError as exc:
             raise ValueError(str(exc)) from None
         if self.device_map and self.device not in ("auto",):

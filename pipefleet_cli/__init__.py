@@ -38,14 +38,15 @@ def _predict(args: argparse.Namespace) -> int:
     """Run a spec's handler in-process over a small JSONL file; print one JSON line per row."""
     from pipefleet.outputs import split_outcomes, to_jsonable
     from pipefleet.registry import handler_class
+    from pipefleet.rows import column_map, input_from_row
     from pipefleet.spec import load_spec
 
     spec = load_spec(args.spec)
     handler = handler_class(spec.task)(spec)
-    columns = handler.column_map(spec.input.columns)
+    columns = column_map(handler, spec.input.columns)
     rows = _read_jsonl(Path(args.input))
     # A line may be a bare input (a string) or a row of named columns.
-    inputs = [handler.input_from_row(r, columns) if isinstance(r, dict) else r for r in rows]
+    inputs = [input_from_row(r, columns) if isinstance(r, dict) else r for r in rows]
     handler.setup()
     values, errors = split_outcomes(handler.predict(inputs))
     column = spec.output.column or handler.output_column

@@ -12,7 +12,6 @@ module unless a spec sets ``serve.demo: true``.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipefleet.errors import BadInput, FatalError
+from pipefleet.handler import MEDIA
 from serve.errors import BodyTooLarge, MalformedRequest, error_message, status_of
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def mount_demo(app: "FastAPI", routes: list["Route"], run: Run, stream: Stream) 
 
 
 def _tab(gr: Any, route: "Route", run: Run, stream: Stream) -> None:
-    spec = route.spec
+    spec, handler = route.spec, route.handler
     model = spec.model or "the task's default model"
     gr.Markdown(f"**{spec.task}** with `{model}` at `POST {spec.route}`")
     form = _form(gr, route)
@@ -69,14 +69,14 @@ def _tab(gr: Any, route: "Route", run: Run, stream: Stream) -> None:
         parameters = gr.Code(value=json.dumps(spec.params, indent=2), language="json", label="parameters (JSON)")
         token = gr.Textbox(label="bearer token", type="password", visible=route.needs_token)
     button = gr.Button("Run", variant="primary")
-    output = _output_widget(gr, spec.task)
+    output = _output_widget(gr, handler.capabilities.display, handler.output_column)
     widgets = [parameters, token, *form.widgets]
 
-    if spec.task == "text-generation":
+    if handler.capabilities.streaming:
 
-        async def generate(params_json: str, bearer: str, text: str) -> AsyncIterator[str]:
+        async def generate(params_json: str, bearer: str, *values: Any) -> AsyncIterator[str]:
             produced = ""
-            async for event in stream(route, text, _parameters(gr, params_json), bearer or None):
+            async for event in stream(route, form.build(list(values)), _parameters(gr, params_json), bearer or None):
                 if "error" in event:
                     raise gr.Error(_message(event))
                 produced += event["token"]
@@ -87,48 +87,64 @@ def _tab(gr: Any, route: "Route", run: Run, stream: Stream) -> None:
 
     async def predict(params_json: str, bearer: str, *values: Any) -> Any:
         try:
-            raw, extra = form.build(list(values))
+            raw = form.build(list(values))
         except (BadInput, BodyTooLarge) as exc:
             raise _refusal(gr, exc) from None
-        answer = await run(route, raw, {**_parameters(gr, params_json), **extra}, bearer or None)
+        answer = await run(route, raw, _parameters(gr, params_json), bearer or None)
         if "error" in answer:
             raise gr.Error(_message(answer))
-        return present(spec.task, values[0], answer["output"])
+        return present(spec.task, values[0], answer["output"], raw)
 
     button.click(predict, widgets, output, api_name=_api_name(spec.route))
 
 
 @dataclass
 class Form:
-    """A tab's input widgets, and how their values become one API input plus parameters."""
+    """A tab's input widgets, and how their values become one API input."""
 
     widgets: list[Any]
-    build: Callable[[list[Any]], tuple[Any, dict[str, Any]]]
+    build: Callable[[list[Any]], Any]
 
 
 def _form(gr: Any, route: "Route") -> Form:
-    task, media = route.spec.task, route.handler.media
-    if task in _IMAGE_AND_TEXT:
-        key = _IMAGE_AND_TEXT[task]
-        image, text = _media_widget(gr, "image"), gr.Textbox(label=key)
-        return Form([image, text], lambda v: ({"image": _read_upload(v[0], route), key: v[1]}, {}))
-    if task == "question-answering":
-        question, context = gr.Textbox(label="question"), gr.Textbox(label="context", lines=6)
-        return Form([question, context], lambda v: ({"question": v[0], "context": v[1]}, {}))
-    if task == "table-question-answering":
-        table = gr.Dataframe(label="table", value=[["Paris", "2.1"], ["Berlin", "3.6"]], headers=["city", "people"])
-        query = gr.Textbox(label="question")
-        return Form([table, query], lambda v: ({"table": v[0].astype(str).to_dict("list"), "query": v[1]}, {}))
-    value = _media_widget(gr, media) if media else gr.Textbox(label="text", lines=3)
-    if "candidate_labels" not in route.handler.input_names:
-        return Form([value], lambda v: (_read_upload(v[0], route), {}))
-    labels = gr.Textbox(label="candidate labels (comma-separated; empty: the spec's)")
+    """A widget for each input the page asks for (the main one, the required ones, candidate labels),
+    from the handler's declared inputs; their values become one input, bare or ``{name: value}``."""
+    main, *others = route.handler.inputs
+    shown = [main, *[i for i in others if i.required or i.kind == "labels"]]
+    widgets = [_input_widget(gr, i.kind, i.name) for i in shown]
 
-    def with_labels(values: list[Any]) -> tuple[Any, dict[str, Any]]:
-        given = [label.strip() for label in values[1].split(",") if label.strip()]
-        return _read_upload(values[0], route), ({"candidate_labels": given} if given else {})
+    def build(values: list[Any]) -> Any:
+        given = {i.name: _input_value(i.kind, value, route) for i, value in zip(shown, values)}
+        given = {name: value for name, value in given.items() if value is not None}
+        return given.get(main.name) if set(given) <= {main.name} else given
 
-    return Form([value, labels], with_labels)
+    return Form(widgets, build)
+
+
+def _input_widget(gr: Any, kind: str, name: str) -> Any:
+    if kind in MEDIA:
+        return _media_widget(gr, kind)
+    if kind == "labels":
+        return gr.Textbox(label="candidate labels (comma-separated; empty: the spec's)")
+    if kind == "texts":
+        return gr.Textbox(label=f"{name} (one per line)", lines=4)
+    if kind == "table":
+        return gr.Dataframe(label=name, value=[["Paris", "2.1"], ["Berlin", "3.6"]], headers=["city", "people"])
+    return gr.Textbox(label=name, lines=3)
+
+
+def _input_value(kind: str, value: Any, route: "Route") -> Any:
+    """A widget's value as the API takes it; None for an optional widget left empty."""
+    if kind in MEDIA:
+        return _read_upload(value, route)
+    if kind == "labels":
+        labels = [label.strip() for label in (value or "").split(",") if label.strip()]
+        return labels or None
+    if kind == "texts":
+        return [line.strip() for line in (value or "").splitlines() if line.strip()]
+    if kind == "table":
+        return value.astype(str).to_dict("list")
+    return value
 
 
 def _media_widget(gr: Any, media: str) -> Any:
@@ -139,107 +155,52 @@ def _media_widget(gr: Any, media: str) -> Any:
     return gr.File(type="filepath", label=media)  # a video: sent as it is, with no re-encoding
 
 
-def _output_widget(gr: Any, task: str) -> Any:
-    if task in _LABEL_TASKS:
-        return gr.Label(label="result", num_top_classes=10)
-    if task == "token-classification":
-        return gr.HighlightedText(label="entities")
-    if task in ("text-generation", "image-text-to-text", "summarization", "translation"):
-        return gr.Textbox(label="generated text", lines=6)
-    if task == "question-answering":
-        return gr.Textbox(label="answer", lines=3)
-    if task == "automatic-speech-recognition":
-        return gr.Textbox(label="transcript", lines=6)
-    if task in _DRAWN_ON_IMAGE:
-        return gr.AnnotatedImage(label="result")
-    if task == "depth-estimation":
-        return gr.Image(label="depth", type="pil")
-    if task == "text-to-audio":
-        return gr.Audio(label="audio")
-    return gr.JSON(label="result")
+# The widget that draws each display kind (pipefleet.readable describes the forms they take).
+_OUTPUT_WIDGETS: dict[str, Callable[[Any, str], Any]] = {
+    "labels": lambda gr, label: gr.Label(label=label, num_top_classes=10),
+    "entities": lambda gr, label: gr.HighlightedText(label=label),
+    "text": lambda gr, label: gr.Textbox(label=label, lines=6),
+    "boxes": lambda gr, label: gr.AnnotatedImage(label=label),
+    "masks": lambda gr, label: gr.AnnotatedImage(label=label),
+    "image": lambda gr, label: gr.Image(label=label, type="pil"),
+    "audio": lambda gr, label: gr.Audio(label=label),
+}
 
 
-def present(task: str, raw: Any, output: Any) -> Any:
-    """A row's output (as the API returns it) in the form its Gradio widget draws."""
-    if task in (
-        "text-classification",
-        "image-classification",
-        "zero-shot-image-classification",
-        "audio-classification",
-    ):
-        rows = output if isinstance(output, list) else [output]
-        return {row["label"]: row["score"] for row in rows}
-    if task == "zero-shot-classification":
-        return dict(zip(output["labels"], output["scores"]))
-    if task == "fill-mask":
-        return {row["sequence"]: row["score"] for row in output}
-    if task == "token-classification":
-        return {
-            "text": raw,
-            "entities": [
-                {"entity": row.get("entity_group") or row.get("entity"), "start": row["start"], "end": row["end"]}
-                for row in output
-            ],
-        }
-    if task == "automatic-speech-recognition":
-        lines = [
-            f"[{_seconds(c['timestamp'][0])} - {_seconds(c['timestamp'][1])}] {c['text']}"
-            for c in output.get("chunks", [])
-        ]
-        return "\n".join([output["text"], *([""] + lines if lines else [])])
-    if task in ("object-detection", "zero-shot-object-detection"):
-        boxes = [((o["box"]["xmin"], o["box"]["ymin"], o["box"]["xmax"], o["box"]["ymax"]), o["label"]) for o in output]
-        return (raw, boxes)
-    if task == "image-segmentation":
-        return (raw, [(np.asarray(_png(s["mask"]), dtype=np.float32) / 255, s["label"]) for s in output])
-    if task == "depth-estimation":
-        return _png(output["depth"])
-    if task == "image-text-to-text":
-        return output[0]["generated_text"]
-    if task in ("summarization", "translation"):
-        return "\n\n".join(next(iter(record.values())) for record in output)
-    if task == "visual-question-answering":
-        # A generated answer (BLIP) has no score: the page shows it as certain.
-        return {row["answer"]: 1.0 if row.get("score") is None else row["score"] for row in output}
-    if task == "question-answering":
-        spans = output if isinstance(output, list) else [output]
-        return "\n".join(f"{s['answer']!r} (score {s['score']:.3f}, characters {s['start']}-{s['end']})" for s in spans)
-    if task == "text-to-audio":
+def _output_widget(gr: Any, display: str, label: str) -> Any:
+    """The widget for ``display``, labelled with the task's output name (transcription, generated, ...)."""
+    return _OUTPUT_WIDGETS.get(display, lambda gr, label: gr.JSON(label=label))(gr, label)
+
+
+def present(task: str, raw: Any, output: Any, value: Any = None) -> Any:
+    """A row's output (as the API returns it) in the form its Gradio widget draws.
+
+    ``raw`` is the tab's first widget's value: the text, or the uploaded file's path; ``value`` the
+    input the API was sent, when it differs (several inputs).
+    """
+    from pipefleet.registry import handler_class
+
+    handler = handler_class(task)
+    display, shown = handler.capabilities.display, handler.readable(output, raw if value is None else value)
+    if display == "boxes":
+        return (raw, shown)
+    if display == "masks":
+        return (raw, [(np.asarray(_png(png), dtype=np.float32) / 255, label) for png, label in shown])
+    if display == "image":
+        return _png(shown)
+    if display == "audio":
         import soundfile
 
-        samples, rate = soundfile.read(io.BytesIO(base64.b64decode(output["audio"])), dtype="float32")
+        samples, rate = soundfile.read(io.BytesIO(shown), dtype="float32")
         return (rate, samples)
-    return output
+    return shown
 
 
-_LABEL_TASKS = {
-    "text-classification",
-    "zero-shot-classification",
-    "fill-mask",
-    "image-classification",
-    "zero-shot-image-classification",
-    "audio-classification",
-    "zero-shot-audio-classification",
-    "video-classification",
-    "visual-question-answering",
-}
-_IMAGE_AND_TEXT = {  # -> the text's key
-    "document-question-answering": "question",
-    "visual-question-answering": "question",
-    "image-text-to-text": "text",
-}
-_DRAWN_ON_IMAGE = {"object-detection", "zero-shot-object-detection", "image-segmentation"}
-
-
-def _png(encoded: str) -> Any:
-    """A PNG that the API sent as base64 (masks, depth maps), as a PIL image."""
+def _png(data: bytes) -> Any:
+    """PNG bytes (a mask, a depth map) as a PIL image."""
     from PIL import Image
 
-    return Image.open(io.BytesIO(base64.b64decode(encoded)))
-
-
-def _seconds(value: float | None) -> str:
-    return "?" if value is None else f"{value:.2f}"
+    return Image.open(io.BytesIO(data))
 
 
 def _parameters(gr: Any, text: str) -> dict[str, Any]:
@@ -263,8 +224,6 @@ def _body_limit(route: "Route") -> int:
 
 def _read_upload(value: Any, route: "Route") -> Any:
     """An uploaded file's bytes (Gradio hands the server-side path of the upload), within the route's body limit."""
-    if not route.handler.media:
-        return value
     if value is None:
         raise BadInput("no file was given")
     data = Path(value).read_bytes()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipefleet.handler import MEDIA
 from pipefleet.params import schema_of
 from pipefleet.spec import Spec
 
@@ -64,21 +65,45 @@ def arrow_to_schema(arrow_type: pa.DataType) -> dict[str, Any]:
     return {}
 
 
+# The JSON schema of one value of each declared input kind (pipefleet.handler.INPUT_KINDS).
+_KIND_SCHEMAS: dict[str, dict[str, Any]] = {
+    "text": {"type": "string"},
+    "texts": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    "labels": {
+        "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}],
+        "description": "candidate labels: a list, or one comma-separated string",
+    },
+    "table": {
+        "anyOf": [
+            {"type": "object", "additionalProperties": {"type": "array"}},
+            {"type": "array", "items": {"type": "object"}},
+        ],
+        "description": "a table: {column: [cells]} or [{column: cell}]",
+    },
+    "json": {},
+}
+
+
+def _kind_schema(kind: str) -> dict[str, Any]:
+    if kind in MEDIA:
+        return {"type": "string", "description": f"the {kind} file's bytes as base64 (or a data: URL)"}
+    return dict(_KIND_SCHEMAS[kind])
+
+
 def _input_schema(spec: Spec, handler: type) -> dict[str, Any]:
-    main, *others = handler.input_names
-    if handler.media:
-        one: dict[str, Any] = {"type": "string", "description": f"the {handler.media} file's bytes as base64"}
-    else:
-        one = {"type": "string", "description": f"the {main}"}
+    main, *others = handler.inputs
+    one = {**_kind_schema(main.kind), "description": f"the {main.name}"}
     if others:
-        named = {"type": "object", "properties": {main: one, **{name: {} for name in others}}, "required": [main]}
+        properties = {i.name: {**_kind_schema(i.kind), "description": f"the {i.name}"} for i in handler.inputs}
+        required = [i.name for i in handler.inputs if i.required]
+        named = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
         one = {"anyOf": [one, named]}
     return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]}
 
 
 def _output_schema(spec: Spec, handler: type) -> dict[str, Any]:
     try:  # the handler is built, not loaded: types that need the model's sizes stay open
-        one = arrow_to_schema(handler(spec).arrow_type(spec.params, handler.input_names))
+        one = arrow_to_schema(handler(spec).arrow_type(spec.params, handler.input_names()))
     except Exception:  # noqa: BLE001 - a type that needs a loaded model: documented as any JSON
         one = {}
     return {"anyOf": [one, {"type": "array", "items": one}], "description": "one output per input, in order"}
@@ -97,7 +122,11 @@ def route_operation(spec: Spec) -> dict[str, Any]:
         "properties": {
             "inputs": _input_schema(spec, handler),
             "parameters": {"type": "object", "properties": parameters, "additionalProperties": False},
-            "stream": {"type": "boolean", "description": "text-generation: answer as server-sent events"},
+            "stream": {
+                "type": "boolean",
+                "description": "answer as server-sent events, piece by piece"
+                + ("" if handler.capabilities.streaming else f" (refused: {spec.task} does not stream)"),
+            },
             "options": {"type": "object", "description": "accepted for compatibility; ignored"},
         },
     }

@@ -11,7 +11,7 @@ import binascii
 import hmac
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pipefleet.errors import BadInput
@@ -19,7 +19,7 @@ from serve.errors import BodyTooLarge, MalformedRequest, Unauthorized
 
 if TYPE_CHECKING:
     from pipefleet.handler import TaskHandler
-    from pipefleet.spec import Spec
+    from pipefleet.params import StageParams
 
 _TOP_LEVEL_KEYS = {"inputs", "parameters", "stream", "options"}
 _URL = re.compile(r"^(https?|ftp|s3|gs|file)://", re.IGNORECASE)
@@ -28,12 +28,14 @@ _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Call:
-    """A parsed request: its inputs, whether it sent one input or a list, and its parameters."""
+    """A parsed request: its inputs, whether it sent one input or a list, and its parameters
+    (as sent, and once checked, ``resolved`` for the handler's stages)."""
 
     inputs: list[Any]
     single: bool
     parameters: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
+    resolved: "StageParams | None" = None
 
 
 def check_auth(header: str | None, token: str | None) -> None:
@@ -156,19 +158,24 @@ def binary_inputs(inputs: list[Any], allow_remote: bool, field: str) -> list[Any
     return decoded
 
 
-def checked_call(spec: "Spec", handler: type["TaskHandler"], call: Call) -> Call:
-    """``call`` once its parameters are checked and its binary inputs decoded (base64 -> bytes).
+def checked_call(handler: "TaskHandler", call: Call) -> Call:
+    """``call`` once its parameters are checked (once: the batch runs them as resolved here) and its
+    binary inputs decoded (base64 -> bytes).
 
     The API and the demo page both pass here, so a caller meets the same rules either way.
     """
-    handler.check_params(call.parameters)
-    if handler.media:
-        call = Call(
-            binary_inputs(call.inputs, spec.serve.allow_remote_inputs, handler.input_names[0]),
-            call.single,
-            call.parameters,
-            call.stream,
-        )
-    if call.stream and (spec.task != "text-generation" or not call.single):
-        raise MalformedRequest('"stream": true works for text-generation with one input')
-    return call
+    resolved = handler.resolve(call.parameters)
+    if call.stream and not (handler.capabilities.streaming and call.single):
+        raise MalformedRequest(f'"stream": true works for {" or ".join(streaming_tasks())} with one input')
+    inputs = call.inputs
+    if handler.capabilities.media:
+        allow_remote = handler.spec.serve.allow_remote_inputs
+        inputs = binary_inputs(inputs, allow_remote, handler.input_names()[0])
+    return replace(call, inputs=inputs, resolved=resolved)
+
+
+def streaming_tasks() -> list[str]:
+    """The tasks whose handlers declare streaming."""
+    from pipefleet.registry import handler_class, tasks
+
+    return [task for task in tasks() if handler_class(task).capabilities.streaming]

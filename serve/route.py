@@ -147,7 +147,7 @@ class RouteServer:
             call = parse_multipart(await _read_form(request, self.max_bytes))
         else:  # JSON, whatever the header says: `curl -d` sends form-urlencoded by default
             call = parse_json_body(await _read_limited(request, self.max_bytes))
-        return checked_call(self.spec, type(self.handler), call)
+        return checked_call(self.handler, call)
 
     async def outputs(self, call: Call, started: float) -> list[Any]:
         """One output per input, batched with the rest of the replica's traffic; raises when a row failed.
@@ -156,7 +156,7 @@ class RouteServer:
         """
         timeout = self.spec.serve.request_timeout_s - (time.monotonic() - started)
         try:
-            outcomes = await asyncio.wait_for(self.batcher.run(call.inputs, call.parameters), max(timeout, 0.001))
+            outcomes = await asyncio.wait_for(self.batcher.run(call.inputs, call.resolved), max(timeout, 0.001))
         except asyncio.TimeoutError:
             raise TimedOut(f"the request took longer than {self.spec.serve.request_timeout_s:g} s") from None
         failed = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, RowError)]
@@ -169,7 +169,7 @@ class RouteServer:
 
     async def _events(self, call: Call) -> AsyncIterator[str]:
         try:
-            async for piece in self.stream(call.inputs[0], call.parameters):
+            async for piece in self.stream(call):
                 yield f"data: {json.dumps({'token': piece})}\n\n"
         except Exception as exc:  # noqa: BLE001 - the status is sent already: report in the stream
             self._count("errors", 1)
@@ -186,37 +186,11 @@ class RouteServer:
         self.batch_sizes.append(rows)
         self.batch_rows.observe(rows, tags=self.tags)
 
-    async def stream(self, text: Any, params: dict[str, Any]) -> AsyncIterator[str]:
-        """Text pieces of one generation, as they are produced."""
-        import threading
-
-        from transformers import TextIteratorStreamer
-
-        pipe = self.handler.pipe
-        streamer = TextIteratorStreamer(pipe.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        run_params = {**self.handler.merged_params(params), "return_full_text": False}
-        prepared, run_params = self.handler.prepare(text, run_params)
-        failure: list[BaseException] = []
-
-        def generate() -> None:
-            try:
-                pipe(prepared, streamer=streamer, **run_params)
-            except BaseException as exc:  # surfaced to the caller below
-                failure.append(exc)
-                streamer.end()
-
-        worker = threading.Thread(target=generate, daemon=True)
-        worker.start()
-        iterator = iter(streamer)
-        while True:
-            piece = await asyncio.to_thread(next, iterator, None)
-            if piece is None:
-                break
-            if piece:
-                yield piece
-        worker.join()
-        if failure:
-            raise failure[0]
+    async def stream(self, call: Call) -> AsyncIterator[str]:
+        """Pieces of one input's answer as the handler produces them (its stream runs in a thread)."""
+        pieces = self.handler.stream(call.inputs[0], call.resolved)
+        while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+            yield piece
 
     # ---- for the index and the demo page (through a deployment handle) --------------------
 
@@ -226,7 +200,7 @@ class RouteServer:
         self._count("rows", 1)
         try:
             check_auth(f"Bearer {token}" if token else None, self.token)
-            call = checked_call(self.spec, type(self.handler), Call([value], True, parameters))
+            call = checked_call(self.handler, Call([value], True, parameters))
             return {"output": (await self.outputs(call, time.monotonic()))[0]}
         except Exception as exc:  # noqa: BLE001 - the page shows the API's message and status
             self._count("errors", 1)
@@ -237,8 +211,8 @@ class RouteServer:
         self._count("requests", 1)
         try:
             check_auth(f"Bearer {token}" if token else None, self.token)
-            call = checked_call(self.spec, type(self.handler), Call([text], True, parameters, stream=True))
-            async for piece in self.stream(call.inputs[0], call.parameters):
+            call = checked_call(self.handler, Call([text], True, parameters, stream=True))
+            async for piece in self.stream(call):
                 yield {"token": piece}
         except Exception as exc:  # noqa: BLE001
             self._count("errors", 1)

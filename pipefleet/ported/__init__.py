@@ -1,4 +1,4 @@
-"""Pipelines that transformers 5 removed, kept by pipefleet with transformers 4.57's behaviour.
+"""Pipelines that transformers 5 removed, ported from transformers 4.57 (same inputs, parameters and outputs).
 
 question-answering, summarization, translation and visual-question-answering were dropped from
 ``transformers.pipeline`` in version 5, but fine-tuned SQuAD readers, BART/T5 summarisers,
@@ -40,9 +40,9 @@ def register_pipelines() -> None:
     from transformers import AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM, AutoModelForVisualQuestionAnswering
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    from pipefleet.legacy.question_answering import QuestionAnsweringPipeline
-    from pipefleet.legacy.text2text import SummarizationPipeline, TranslationPipeline
-    from pipefleet.legacy.visual_question_answering import VisualQuestionAnsweringPipeline
+    from pipefleet.ported.question_answering import QuestionAnsweringPipeline
+    from pipefleet.ported.text2text import SummarizationPipeline, TranslationPipeline
+    from pipefleet.ported.visual_question_answering import VisualQuestionAnsweringPipeline
 
     pipelines = {
         "question-answering": (QuestionAnsweringPipeline, AutoModelForQuestionAnswering, "text"),

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from transformers.pipelines.base import ChunkPipeline
 
-from pipefleet.legacy import given
+from pipefleet.ported import given
 
 
 def decode_spans(

@@ -13,7 +13,8 @@ from typing import Any
 
 from transformers.pipelines.base import Pipeline
 
-from pipefleet.legacy import given
+from pipefleet import hf_stages
+from pipefleet.ported import given
 
 _PIPELINE_DEFAULTS = {"max_new_tokens": 256, "num_beams": 4}
 _GLOBAL_MAX_LENGTH = 20  # GenerationConfig's max_length when nothing sets it (4.57)
@@ -112,8 +113,8 @@ class TranslationPipeline(Seq2SeqPipeline):
 
     def preprocess(self, text: str, truncation: bool | str = False, src_lang=None, tgt_lang=None) -> Any:
         # Multilingual tokenizers (mBART, M2M100, NLLB) mark the languages themselves.
-        if getattr(self.tokenizer, "_build_translation_inputs", None):
-            return self.tokenizer._build_translation_inputs(
-                text, return_tensors="pt", truncation=truncation, src_lang=src_lang, tgt_lang=tgt_lang
+        if hf_stages.has_translation_inputs(self.tokenizer):
+            return hf_stages.translation_inputs(
+                self.tokenizer, text, return_tensors="pt", truncation=truncation, src_lang=src_lang, tgt_lang=tgt_lang
             )
         return super().preprocess(text, truncation=truncation)

@@ -12,7 +12,8 @@ from transformers import GenerationConfig
 from transformers.image_utils import load_image
 from transformers.pipelines.base import Pipeline
 
-from pipefleet.legacy import given
+from pipefleet import hf_stages
+from pipefleet.ported import given
 
 
 class VisualQuestionAnsweringPipeline(Pipeline):
@@ -42,7 +43,7 @@ class VisualQuestionAnsweringPipeline(Pipeline):
 
     def _forward(self, model_inputs, **generate_kwargs):
         if self.model.can_generate():
-            return self.model.generate(**model_inputs, **self._prepare_generate_kwargs(generate_kwargs))
+            return self.model.generate(**model_inputs, **hf_stages.generate_kwargs(self, generate_kwargs))
         return self.model(**model_inputs)
 
     def postprocess(self, model_outputs, top_k=5):

@@ -1,3 +1,12 @@
-"""Built-in task handlers; importing this package registers them."""
+"""Built-in task handlers, one module per task family (shared helpers in ``common``); importing this
+package registers them."""
 
-from pipefleet.tasks import audio, embeddings, generation, legacy, multimodal, text, vision  # noqa: F401
+from pipefleet.tasks import (  # noqa: F401
+    audio,
+    embeddings,
+    generation,
+    multimodal,
+    removed_in_v5,
+    text,
+    vision,
+)

@@ -8,21 +8,25 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipefleet import hf_stages
 from pipefleet import params as P
-from pipefleet.handler import LABEL_SCORE, Params, TaskHandler, split_row_labels
+from pipefleet.handler import Capabilities, Input, Params
 from pipefleet.media import to_audio, wav_bytes
+from pipefleet.pipeline_handler import PipelineHandler
 from pipefleet.registry import register
-from pipefleet.runner import Unpad
+from pipefleet.tasks.common import LABEL_SCORE, require_text, row_labels
 
 
-class AudioHandler(TaskHandler):
+class AudioHandler(PipelineHandler):
     """Shared by the audio tasks: decode and resample each input to the model's rate."""
 
-    input_names = ("audio",)
-    media = "audio"
+    inputs = (Input("audio", "audio"),)
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        return to_audio(raw, self.task, self.pipe.feature_extractor.sampling_rate), params
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        return super().preprocess(self.audio(value), params)
+
+    def audio(self, value: Any) -> Any:
+        return to_audio(value, self.task, self.pipe.feature_extractor.sampling_rate)
 
 
 @register
@@ -32,6 +36,7 @@ class AudioClassificationHandler(AudioHandler):
     task = "audio-classification"
     parameters = {"top_k": P.integer(1), "function_to_apply": P.choice("sigmoid", "softmax", "none")}
     output_column = "classification"
+    capabilities = Capabilities(display="labels")
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(LABEL_SCORE)
@@ -56,18 +61,17 @@ class SpeechRecognitionHandler(AudioHandler):
         "num_beams": P.integer(1),
     }
     output_column = "transcription"
+    capabilities = Capabilities(display="text", chunked=True)
 
-    def unpad(self) -> Unpad | None:
-        """CTC models give a token per audio frame, padding's frames too; keep the frames of the row's own audio."""
-        if self.pipe.type not in ("ctc", "ctc_with_lm"):
-            return None
-        frames_of = self.pipe.model._get_feat_extract_output_lengths
+    def forward(self, batch: list[Any], params: Params) -> list[Any]:
+        """CTC models give a token per audio frame, padding's frames too: keep the frames of each row's own audio."""
+        if self.pipe.type not in ("ctc", "ctc_with_lm") or len(batch) == 1:
+            return super().forward(batch, params)
+        samples = [hf_stages.feature_length(feature) for feature in batch]  # before forward pops the inputs
+        frames_of = hf_stages.frames_of_samples(self.pipe.model)
         key = "logits" if self.pipe.type == "ctc_with_lm" else "tokens"
-
-        def cut(samples: int, output: dict[str, Any]) -> dict[str, Any]:
-            return {**output, key: output[key][:, : int(frames_of(samples))]}
-
-        return cut
+        outputs = super().forward(batch, params)
+        return [{**out, key: out[key][:, : int(frames_of(n))]} for out, n in zip(outputs, samples)]
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         fields = [("text", pa.string())]
@@ -84,33 +88,45 @@ class ZeroShotAudioClassificationHandler(AudioHandler):
     """Scores for caller-given labels (CLAP-style models), from params or per row."""
 
     task = "zero-shot-audio-classification"
-    input_names = ("audio", "candidate_labels")
+    inputs = (Input("audio", "audio"), Input("candidate_labels", "labels", required=False))
     parameters = {"candidate_labels": P.texts(), "hypothesis_template": P.text()}
     output_column = "zero_shot"
+    capabilities = Capabilities(display="labels")
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        raw, params = split_row_labels(raw, params, "audio", self.task)
-        return super().prepare(raw, params)
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        audio, labels = row_labels(value, params, "audio", self.task)
+        return PipelineHandler.preprocess(self, self.audio(audio), {**params, "candidate_labels": labels})
+
+    def batch_key(self, feature: Any) -> Any:
+        # A model input holds every label of its row: rows with other labels cannot share its pass.
+        return tuple(feature["candidate_labels"])
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(LABEL_SCORE)
 
 
 @register
-class TextToAudioHandler(TaskHandler):
+class TextToAudioHandler(PipelineHandler):
     """Speech or music for a text: a WAV file (32-bit float, the model's samples exactly) and its rate."""
 
     task = "text-to-audio"
     aliases = ("text-to-speech",)
     parameters = {"forward_params": P.mapping(), "generate_kwargs": P.mapping(), "preprocess_params": P.mapping()}
     output_column = "speech"
+    capabilities = Capabilities(display="audio")
 
-    def batch_size(self) -> int:
+    def setup(self) -> None:
+        super().setup()
         # VITS-style models return one padded waveform per batch and no lengths to cut it by,
         # so each text runs alone; models that generate (MusicGen, Bark) batch as usual.
-        return 1 if getattr(self.pipe.model.config, "model_type", "") == "vits" else self.spec.batch_size
+        if getattr(self.pipe.model.config, "model_type", "") == "vits":
+            self.batch_rows = 1
 
-    def finish(self, output: Any) -> Any:
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        return super().preprocess(require_text(value, self.task, max_chars=self.spec.max_input_chars), params)
+
+    def postprocess(self, outputs: list[Any], value: Any, params: Params) -> Any:
+        output = super().postprocess(outputs, value, params)
         return {"audio": wav_bytes(output["audio"], output["sampling_rate"]), "sampling_rate": output["sampling_rate"]}
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:

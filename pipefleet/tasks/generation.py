@@ -1,31 +1,19 @@
-"""text-generation: prompts or chat conversations, generated in left-padded batches."""
+"""text-generation: prompts or chat conversations, generated in left-padded batches, or streamed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from pipefleet import params as P
-from pipefleet.errors import BadInput
-from pipefleet.handler import Params, TaskHandler
+from pipefleet.handler import Capabilities, Input, Params, StageParams
+from pipefleet.pipeline_handler import PipelineHandler
 from pipefleet.registry import register
+from pipefleet.tasks.common import GENERATE_PARAMS, as_chat, require_text
 
-GENERATE_PARAMS = {  # generate()'s parameters, shared by every generating task
-    "max_new_tokens": P.integer(1),
-    "min_new_tokens": P.integer(0),
-    "max_length": P.integer(1),
-    "do_sample": P.boolean(),
-    "temperature": P.number(0),
-    "top_p": P.number(0),
-    "top_k": P.integer(0),
-    "num_return_sequences": P.integer(1),
-    "num_beams": P.integer(1),
-    "repetition_penalty": P.number(0),
-    "no_repeat_ngram_size": P.integer(0),
-    "length_penalty": P.number(-1e9),
-}
 _PIPELINE_PARAMS = {
     "return_full_text": P.boolean(),
     "stop_sequence": P.texts(),
@@ -39,13 +27,14 @@ _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
 
 @register
-class TextGenerationHandler(TaskHandler):
+class TextGenerationHandler(PipelineHandler):
     """Continues a prompt, or answers a chat (a list of ``{role, content}`` messages)."""
 
     task = "text-generation"
-    input_names = ("text", "messages")
+    inputs = (Input("text"), Input("messages", "json", required=False))
     parameters = {**GENERATE_PARAMS, **_PIPELINE_PARAMS}
     output_column = "generated"
+    capabilities = Capabilities(display="text", streaming=True)
 
     def setup(self) -> None:
         super().setup()
@@ -55,24 +44,39 @@ class TextGenerationHandler(TaskHandler):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        if isinstance(raw, (list, tuple)):
-            return as_chat(raw, self.task), params
-        return self.text(raw), params
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        return super().preprocess(self._prompt(value), params)
+
+    def _prompt(self, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return as_chat(value, self.task)
+        return require_text(value, self.task, max_chars=self.spec.max_input_chars)
+
+    def stream(self, value: Any, params: StageParams) -> Iterator[str]:
+        """The generated text of one prompt, piece by piece, as ``generate()`` produces it."""
+        from transformers import TextIteratorStreamer
+
+        prompt = self._prompt(value)
+        streamer = TextIteratorStreamer(self.pipe.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failure: list[BaseException] = []
+
+        def generate() -> None:
+            try:
+                self.pipe(prompt, streamer=streamer, **{**params.call, "return_full_text": False})
+            except BaseException as exc:  # surfaced to the caller below
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=generate, daemon=True)
+        worker.start()
+        for piece in streamer:
+            if piece:
+                yield piece
+        worker.join()
+        if failure:
+            raise failure[0]
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         chat = "messages" in inputs and params.get("return_full_text", True)
         text = pa.list_(_MESSAGE) if chat else pa.string()
         return pa.list_(pa.struct([("generated_text", text)]))
-
-
-def as_chat(messages: Sequence[Any], task: str) -> Any:
-    """A ``transformers`` Chat from a list of ``{role, content}`` messages, or BadInput."""
-    from transformers.pipelines.base import Chat
-
-    if not messages:
-        raise BadInput(f"{task}: a chat needs at least one message")
-    for number, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or "content" not in message:
-            raise BadInput(f"{task}: chat message {number} must be an object with 'role' and 'content'")
-    return Chat([{"role": m["role"], "content": m["content"]} for m in messages])

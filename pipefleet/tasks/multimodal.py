@@ -2,43 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 
+from pipefleet import hf_stages
 from pipefleet import params as P
 from pipefleet.errors import BadInput, ServerFault
-from pipefleet.handler import LABEL_SCORE, Params, TaskHandler
+from pipefleet.handler import Capabilities, Input, Params
 from pipefleet.media import to_image
+from pipefleet.pipeline_handler import PipelineHandler
 from pipefleet.registry import register
-from pipefleet.runner import Unpad
-
-# The parameters of the extractive question-answering pipelines (answers are spans of the input).
-SPAN_ANSWER_PARAMS = {
-    "top_k": P.integer(1),
-    "doc_stride": P.integer(1),
-    "max_answer_len": P.integer(1),
-    "max_seq_len": P.integer(1),
-    "max_question_len": P.integer(1),
-    "handle_impossible_answer": P.boolean(),
-}
-_ANSWER = pa.struct([("score", pa.float64()), ("answer", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
-
-
-def row_fields(raw: Any, task: str, names: Sequence[str]) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise BadInput(f"{task}: an input is an object with {', '.join(names)}, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise BadInput(f"{task}: unknown input key(s) {unknown}; an input has {', '.join(names)}")
-    return raw
+from pipefleet.tasks.common import LABEL_SCORE, SPAN_ANSWER, SPAN_ANSWER_PARAMS, require_text, row_fields
 
 
 @register
-class DocumentQuestionAnsweringHandler(TaskHandler):
+class DocumentQuestionAnsweringHandler(PipelineHandler):
     """Answers to a question about a document image: its words come from Tesseract OCR, or from the caller.
 
     ``word_boxes`` (``[[word, [x0, y0, x1, y1]], ...]``, boxes on a 0-1000 scale) skip the OCR;
@@ -46,8 +27,8 @@ class DocumentQuestionAnsweringHandler(TaskHandler):
     """
 
     task = "document-question-answering"
-    input_names = ("image", "question", "word_boxes")
-    media = "image"
+    # With word_boxes the image may be left out.
+    inputs = (Input("image", "image", required=False), Input("question"), Input("word_boxes", "json", required=False))
     parameters = {
         **SPAN_ANSWER_PARAMS,
         "lang": P.text(),
@@ -55,21 +36,21 @@ class DocumentQuestionAnsweringHandler(TaskHandler):
         "timeout": P.number(0),
     }
     output_column = "answers"
+    capabilities = Capabilities(display="text", chunked=True)
     programs = {"tesseract": "apt-get install tesseract-ocr (and pip install pytesseract)"}
 
-    def unpad(self) -> Unpad | None:
+    def forward(self, batch: list[Any], params: Params) -> list[Any]:
         """Answer spans are found against each feature's own tokens: cut what batch padding added to its logits."""
+        tokens = [hf_stages.feature_length(feature) for feature in batch]  # before forward pops the inputs
+        per_token = ("start_logits", "end_logits", "attention_mask")
+        return [
+            {**output, **{key: output[key][..., :n] for key in per_token if key in output}}
+            for output, n in zip(super().forward(batch, params), tokens)
+        ]
 
-        def cut(tokens: int, output: dict[str, Any]) -> dict[str, Any]:
-            per_token = ("start_logits", "end_logits", "attention_mask")
-            cut_logits = {key: output[key][..., :tokens] for key in per_token if key in output}
-            return {**output, **cut_logits}
-
-        return cut
-
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        row = row_fields(raw, self.task, self.input_names)
-        question = self.text(row.get("question"), "question")
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        row = row_fields(value, self.task, self.input_names())
+        question = require_text(row.get("question"), self.task, "question", self.spec.max_input_chars)
         word_boxes = row.get("word_boxes")
         prepared: dict[str, Any] = {"question": question}
         if word_boxes is not None:
@@ -78,7 +59,7 @@ class DocumentQuestionAnsweringHandler(TaskHandler):
             prepared["image"] = to_image(row.get("image"), self.task)
         if word_boxes is None:
             self._check_ocr()
-        return prepared, params
+        return super().preprocess(prepared, params)
 
     def _check_ocr(self) -> None:
         """ServerFault when this server cannot read a page itself (the row gave no word_boxes)."""
@@ -95,7 +76,7 @@ class DocumentQuestionAnsweringHandler(TaskHandler):
             )
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
-        return pa.list_(_ANSWER)
+        return pa.list_(SPAN_ANSWER)
 
 
 def _checked_word_boxes(value: Any, task: str) -> list[tuple[str, list[int]]]:
@@ -114,19 +95,20 @@ def _checked_word_boxes(value: Any, task: str) -> list[tuple[str, list[int]]]:
 
 
 @register
-class TableQuestionAnsweringHandler(TaskHandler):
+class TableQuestionAnsweringHandler(PipelineHandler):
     """Answers to a question about a table (TAPAS-style models): cells, their coordinates, an aggregator."""
 
     task = "table-question-answering"
-    input_names = ("table", "query")
+    inputs = (Input("table", "table"), Input("query"))
     parameters = {"sequential": P.boolean(), "padding": P.boolean(), "truncation": P.flag_or_choice("drop_rows_to_fit")}
     output_column = "answer"
+    capabilities = Capabilities(display="json")
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
         import pandas as pd
 
-        row = row_fields(raw, self.task, self.input_names)
-        query = self.text(row.get("query"), "query")
+        row = row_fields(value, self.task, self.input_names())
+        query = require_text(row.get("query"), self.task, "query", self.spec.max_input_chars)
         table = row.get("table")
         if isinstance(table, dict) and table and all(isinstance(v, list) for v in table.values()):
             if len({len(v) for v in table.values()}) != 1:
@@ -137,7 +119,7 @@ class TableQuestionAnsweringHandler(TaskHandler):
         else:
             raise BadInput(f"{self.task}: table must be columns ({{name: [cells]}}) or rows ([{{name: cell}}])")
         # TAPAS reads cells as text, as pipeline() does for a table of strings.
-        return {"table": frame.fillna("").astype(str), "query": query}, params
+        return super().preprocess({"table": frame.fillna("").astype(str), "query": query}, params)
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.struct(
@@ -151,7 +133,7 @@ class TableQuestionAnsweringHandler(TaskHandler):
 
 
 @register
-class VideoClassificationHandler(TaskHandler):
+class VideoClassificationHandler(PipelineHandler):
     """Labels with scores for a video, from ``num_frames`` frames sampled every ``frame_sampling_rate``.
 
     Videos are decoded by PyAV (``pip install av``), which the pipeline opens by path: bytes are
@@ -159,8 +141,7 @@ class VideoClassificationHandler(TaskHandler):
     """
 
     task = "video-classification"
-    input_names = ("video",)
-    media = "video"
+    inputs = (Input("video", "video"),)
     parameters = {
         "top_k": P.integer(1),
         "num_frames": P.integer(1),
@@ -168,27 +149,27 @@ class VideoClassificationHandler(TaskHandler):
         "function_to_apply": P.choice("sigmoid", "softmax", "none"),
     }
     output_column = "classification"
+    capabilities = Capabilities(display="labels")
 
     def setup(self) -> None:
         super().setup()
         use_pyav(self.pipe)
 
-    def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
-        with tempfile.TemporaryDirectory(prefix="pipefleet-video-") as folder:
-            paths = [_video_file(value, folder, index) for index, value in enumerate(inputs)]
-            return super().run(paths, row_params)
-
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        if raw is None:
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        if value is None:
             raise BadInput(f"{self.task}: video is missing (null)")
-        if isinstance(raw, (bytes, bytearray, memoryview)):
-            if not raw:
-                raise BadInput(f"{self.task}: video has zero bytes")
-            _check_video(bytes(raw), self.task)
-            return bytes(raw), params
-        if isinstance(raw, str) and raw.strip():
-            return raw, params
-        raise BadInput(f"{self.task}: a video is file bytes or a path, got {type(raw).__name__}")
+        if isinstance(value, str) and value.strip():
+            return super().preprocess(value, params)
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise BadInput(f"{self.task}: a video is file bytes or a path, got {type(value).__name__}")
+        if not value:
+            raise BadInput(f"{self.task}: video has zero bytes")
+        _check_video(bytes(value), self.task)
+        # The pipeline opens videos by path: the bytes live in a temporary file while its frames are read.
+        with tempfile.NamedTemporaryFile(prefix="pipefleet-video-", suffix=".video") as file:
+            file.write(bytes(value))
+            file.flush()
+            return super().preprocess(file.name, params)
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(LABEL_SCORE)
@@ -222,12 +203,3 @@ def _check_video(data: bytes, task: str) -> None:
         raise
     except Exception as exc:  # PyAV raises its own error types for data it cannot read
         raise BadInput(f"{task}: not a decodable video ({type(exc).__name__}: {exc})") from None
-
-
-def _video_file(value: Any, folder: str, index: int) -> Any:
-    if not isinstance(value, bytes):
-        return value
-    path = os.path.join(folder, f"{index}.video")
-    with open(path, "wb") as file:
-        file.write(value)
-    return path

@@ -1,4 +1,4 @@
-"""The tasks transformers 5 removed, run by pipefleet's ports of the 4.57 pipelines (:mod:`pipefleet.legacy`).
+"""The tasks transformers 5 removed, run by pipefleet's ports of the 4.57 pipelines (:mod:`pipefleet.ported`).
 
 question-answering, summarization, translation (and ``translation_xx_to_yy``) and
 visual-question-answering take the inputs, parameters and output format they had in 4.57.
@@ -11,14 +11,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipefleet import hf_stages
 from pipefleet import params as P
-from pipefleet.errors import BadInput, RowError
-from pipefleet.handler import Params, TaskHandler
+from pipefleet.errors import BadInput
+from pipefleet.handler import Capabilities, Input, Params, TaskHandler
 from pipefleet.media import to_image
+from pipefleet.pipeline_handler import PipelineHandler
 from pipefleet.registry import register
-from pipefleet.tasks.generation import GENERATE_PARAMS
-from pipefleet.tasks.multimodal import SPAN_ANSWER_PARAMS, row_fields
-from pipefleet.tasks.vision import ImageTextToTextHandler
+from pipefleet.tasks.common import GENERATE_PARAMS, SPAN_ANSWER_PARAMS, require_text, row_fields
 
 _SPAN = pa.struct([("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()), ("answer", pa.string())])
 _SEQ2SEQ_PARAMS = {
@@ -30,44 +30,43 @@ _SEQ2SEQ_PARAMS = {
 }
 
 
-class LegacyHandler(TaskHandler):
+class PortedHandler(PipelineHandler):
     """Loads pipefleet's port of the task's 4.57 pipeline (registered with transformers on first use)."""
 
-    def setup(self) -> None:
-        from pipefleet.legacy import register_pipelines, registered_name
+    def load(self) -> Any:
         from pipefleet.models import load_pipeline
+        from pipefleet.ported import register_pipelines, registered_name
 
         register_pipelines()
-        self.pipe = load_pipeline(self.spec, registered_name(self.task), **self.pipeline_arguments())
+        return load_pipeline(self.spec, registered_name(self.task), **self.pipeline_arguments())
 
     def pipeline_arguments(self) -> dict[str, Any]:
         return {}
 
+    def text(self, value: Any, what: str = "input") -> str:
+        return require_text(value, self.task, what, self.spec.max_input_chars)
+
 
 @register
-class QuestionAnsweringHandler(LegacyHandler):
+class QuestionAnsweringHandler(PortedHandler):
     """Extractive answers to a question about a context; long contexts are read in overlapping windows."""
 
     task = "question-answering"
-    input_names = ("question", "context")
+    inputs = (Input("question"), Input("context"))
     parameters = {**SPAN_ANSWER_PARAMS, "align_to_words": P.boolean()}
     output_column = "answer"
+    capabilities = Capabilities(display="text", chunked=True)
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        row = row_fields(raw, self.task, self.input_names)
-        return {
-            "question": self.text(row.get("question"), "question"),
-            "context": self.text(row.get("context"), "context"),
-        }, params
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        row = row_fields(value, self.task, self.input_names())
+        question = {"question": self.text(row.get("question"), "question")}
+        return super().preprocess({**question, "context": self.text(row.get("context"), "context")}, params)
 
-    def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
-        outcomes = super().run(inputs, row_params)
+    def postprocess(self, outputs: list[Any], value: Any, params: Params) -> Any:
+        answer = super().postprocess(outputs, value, params)
         # With top_k > 1 the answer is always a list, so the column keeps one type; 4.57 returned a
         # bare object when only one span was found.
-        return [
-            [outcome] if isinstance(outcome, dict) and _answers_listed(params) else outcome
-            for outcome, params in zip(outcomes, row_params)
-        ]
+        return [answer] if isinstance(answer, dict) and _answers_listed(params) else answer
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(_SPAN) if _answers_listed(params) else _SPAN
@@ -79,13 +78,17 @@ def _answers_listed(params: Params) -> bool:
 
 
 @register
-class SummarizationHandler(LegacyHandler):
+class SummarizationHandler(PortedHandler):
     """A summary of each text by a sequence-to-sequence model (BART, T5, Pegasus, ...)."""
 
     task = "summarization"
     parameters = _SEQ2SEQ_PARAMS
     output_column = "summary"
+    capabilities = Capabilities(display="text")
     record = "summary_text"
+
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        return super().preprocess(self.text(value), params)
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(pa.struct([(self.record, pa.string())]))
@@ -103,7 +106,7 @@ class TranslationHandler(SummarizationHandler):
     def setup(self) -> None:
         super().setup()
         # Multilingual tokenizers (mBART, M2M100, NLLB) mark the languages; each pair is checked once.
-        self.multilingual = hasattr(self.pipe.tokenizer, "_build_translation_inputs")
+        self.multilingual = hf_stages.has_translation_inputs(self.pipe.tokenizer)
         self.checked_languages: dict[tuple[Any, Any], str | None] = {}
 
     def pipeline_arguments(self) -> dict[str, Any]:
@@ -111,14 +114,14 @@ class TranslationHandler(SummarizationHandler):
         source, target = self.spec.params.get("src_lang"), self.spec.params.get("tgt_lang")
         return {"legacy_task": f"translation_{source}_to_{target}" if source and target else "translation"}
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
         if self.multilingual:
             pair = (params.get("src_lang"), params.get("tgt_lang"))
             if pair not in self.checked_languages:
                 self.checked_languages[pair] = _language_problem(self.pipe.tokenizer, *pair)
             if self.checked_languages[pair]:
                 raise BadInput(f"{self.task}: {self.checked_languages[pair]}")
-        return super().prepare(raw, params)
+        return super().preprocess(value, params)
 
 
 def _language_problem(tokenizer: Any, source: str | None, target: str | None) -> str | None:
@@ -130,7 +133,7 @@ def _language_problem(tokenizer: Any, source: str | None, target: str | None) ->
     if not source or not target:
         return f"{model} needs src_lang and tgt_lang (its language codes, e.g. eng_Latn, en_XX or en)"
     try:
-        probe = tokenizer._build_translation_inputs("", return_tensors=None, src_lang=source, tgt_lang=target)
+        probe = hf_stages.translation_inputs(tokenizer, "", return_tensors=None, src_lang=source, tgt_lang=target)
     except (KeyError, ValueError) as exc:  # M2M100 looks the codes up in a table
         return f"{model} does not know the language pair {source!r} -> {target!r} ({exc})"
     unknown = tokenizer.unk_token_id
@@ -142,7 +145,7 @@ def _language_problem(tokenizer: Any, source: str | None, target: str | None) ->
 
 
 @register
-class VisualQuestionAnsweringHandler(LegacyHandler):
+class VisualQuestionAnsweringHandler(PortedHandler):
     """Answers to a question about an image: scored answers (ViLT), or a written one.
 
     Models of 4.57's visual-question-answering (ViLT, BLIP, BLIP-2) run its ported pipeline.
@@ -153,8 +156,7 @@ class VisualQuestionAnsweringHandler(LegacyHandler):
 
     task = "visual-question-answering"
     aliases = ("vqa",)
-    input_names = ("image", "question")
-    media = "image"
+    inputs = (Input("image", "image"), Input("question"))
     parameters = {
         "top_k": P.integer(1),
         "padding": P.boolean(),
@@ -164,34 +166,42 @@ class VisualQuestionAnsweringHandler(LegacyHandler):
         "num_beams": P.integer(1),
     }
     output_column = "answers"
-    chat: ImageTextToTextHandler | None = None
+    capabilities = Capabilities(display="labels")
+    chat: TaskHandler | None = None  # the image-text-to-text handler that a chat model answers through
 
     def setup(self) -> None:
         from pipefleet.models import model_type
+        from pipefleet.registry import handler_class
 
         if not _is_chat_model(model_type(self.spec)):
             super().setup()
             return
-        self.chat = ImageTextToTextHandler(self.spec.model_copy(update={"task": "image-text-to-text", "params": {}}))
+        chat_spec = self.spec.model_copy(update={"task": "image-text-to-text", "params": {}})
+        self.chat = handler_class("image-text-to-text")(chat_spec)
         self.chat.setup()
         self.pipe = self.chat.pipe
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        row = row_fields(raw, self.task, self.input_names)
+    def pipeline_stages(self, params: Params) -> tuple[dict, dict, dict]:
+        if self.chat is None:
+            return super().pipeline_stages(params)
+        return self.chat.pipeline_stages(_chat_params(params))
+
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        row = row_fields(value, self.task, self.input_names())
         image, question = to_image(row.get("image"), self.task), self.text(row.get("question"), "question")
         if self.chat is None:
-            return {"image": image, "question": question}, params
+            return super().preprocess({"image": image, "question": question}, params)
         content = [{"type": "image", "image": image}, {"type": "text", "text": question}]
-        return self.chat.prepare([{"role": "user", "content": content}], _chat_params(params))
+        return self.chat.preprocess([{"role": "user", "content": content}], params)
 
-    def run(self, inputs: list[Any], row_params: list[dict[str, Any]]) -> list[Any]:
+    def forward(self, batch: list[Any], params: Params) -> list[Any]:
+        return super().forward(batch, params) if self.chat is None else self.chat.forward(batch, params)
+
+    def postprocess(self, outputs: list[Any], value: Any, params: Params) -> Any:
         if self.chat is None:
-            return super().run(inputs, row_params)
-        replies = self.chat.run(inputs, row_params)
-        return [
-            reply if isinstance(reply, RowError) else [{"answer": item["generated_text"].strip()} for item in reply]
-            for reply in replies
-        ]
+            return super().postprocess(outputs, value, params)
+        reply = self.chat.postprocess(outputs, value, params)
+        return [{"answer": item["generated_text"].strip()} for item in reply]
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         if self.chat is not None or self.pipe.model.can_generate():
@@ -207,7 +217,7 @@ def _is_chat_model(kind: str | None) -> bool:
     return kind not in answerers and kind in auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
 
-def _chat_params(params: dict[str, Any]) -> dict[str, Any]:
+def _chat_params(params: Params) -> dict[str, Any]:
     """The image-text-to-text parameters of a VQA row: the reply alone, written with its generation settings."""
     chat_params: dict[str, Any] = {"return_full_text": False}
     if "max_new_tokens" in params:

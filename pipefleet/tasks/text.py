@@ -1,4 +1,4 @@
-"""Text tasks whose hot path is the pipeline's own: classification, tokens, zero-shot, fill-mask."""
+"""Text tasks whose stages are the pipeline's own: classification, tokens, zero-shot, fill-mask."""
 
 from __future__ import annotations
 
@@ -9,36 +9,49 @@ import pyarrow as pa
 
 from pipefleet import params as P
 from pipefleet.errors import BadInput
-from pipefleet.handler import LABEL_SCORE, Params, TaskHandler, split_row_labels
+from pipefleet.handler import Capabilities, Input, Params
+from pipefleet.pipeline_handler import PipelineHandler
 from pipefleet.registry import register
+from pipefleet.tasks.common import LABEL_SCORE, require_text, row_labels
 
 _TOKENIZER_PARAMS = {"truncation": P.boolean(), "max_length": P.integer(1), "padding": P.boolean()}
 
 
+class TextHandler(PipelineHandler):
+    """Shared by the text tasks: the main input is a non-empty text within the spec's ``max_input_chars``."""
+
+    def text(self, value: Any, what: str = "input") -> str:
+        return require_text(value, self.task, what, self.spec.max_input_chars)
+
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        return super().preprocess(self.text(value), params)
+
+
 @register
-class TextClassificationHandler(TaskHandler):
+class TextClassificationHandler(TextHandler):
     """Labels with scores for a text or a text pair (``{"text": ..., "text_pair": ...}``)."""
 
     task = "text-classification"
     aliases = ("sentiment-analysis",)
-    input_names = ("text", "text_pair")
+    inputs = (Input("text"), Input("text_pair", required=False))
     parameters = {
         "top_k": P.integer(1, nullable=True),
         "function_to_apply": P.choice("sigmoid", "softmax", "none"),
         **_TOKENIZER_PARAMS,
     }
     output_column = "classification"
+    capabilities = Capabilities(display="labels")
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        if isinstance(raw, dict):
-            unknown = set(raw) - {"text", "text_pair"}
-            if unknown:
-                raise BadInput(f"{self.task}: a text pair has keys text and text_pair, got {sorted(unknown)}")
-            pair = {"text": self.text(raw.get("text"), "text")}
-            if raw.get("text_pair") is not None:
-                pair["text_pair"] = self.text(raw["text_pair"], "text_pair")
-            return (pair if "text_pair" in pair else pair["text"]), params
-        return self.text(raw), params
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        if not isinstance(value, dict):
+            return super().preprocess(value, params)
+        unknown = set(value) - {"text", "text_pair"}
+        if unknown:
+            raise BadInput(f"{self.task}: a text pair has keys text and text_pair, got {sorted(unknown)}")
+        if value.get("text_pair") is None:
+            return super().preprocess(self.text(value.get("text"), "text"), params)
+        pair = {"text": self.text(value.get("text"), "text"), "text_pair": self.text(value["text_pair"], "text_pair")}
+        return PipelineHandler.preprocess(self, pair, params)
 
     @classmethod
     def single_output(cls, output: Any, raw: Any, call_params: Params) -> Any:
@@ -51,7 +64,7 @@ class TextClassificationHandler(TaskHandler):
 
 
 @register
-class TokenClassificationHandler(TaskHandler):
+class TokenClassificationHandler(TextHandler):
     """Entities (or per-token labels) with character offsets."""
 
     task = "token-classification"
@@ -62,6 +75,7 @@ class TokenClassificationHandler(TaskHandler):
         "stride": P.integer(0),
     }
     output_column = "entities"
+    capabilities = Capabilities(display="entities", chunked=True)
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         aggregated = str(params.get("aggregation_strategy", "none")).lower() != "none"
@@ -79,17 +93,18 @@ class TokenClassificationHandler(TaskHandler):
 
 
 @register
-class ZeroShotClassificationHandler(TaskHandler):
+class ZeroShotClassificationHandler(TextHandler):
     """NLI-based classification into caller-given labels, from params or per row."""
 
     task = "zero-shot-classification"
-    input_names = ("text", "candidate_labels")
+    inputs = (Input("text"), Input("candidate_labels", "labels", required=False))
     parameters = {"candidate_labels": P.texts(), "hypothesis_template": P.text(), "multi_label": P.boolean()}
     output_column = "zero_shot"
+    capabilities = Capabilities(display="labels", chunked=True)
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        raw, params = split_row_labels(raw, params, "text", self.task)
-        return self.text(raw), params
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        text, labels = row_labels(value, params, "text", self.task)
+        return super().preprocess(text, {**params, "candidate_labels": labels})
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.struct(
@@ -98,20 +113,21 @@ class ZeroShotClassificationHandler(TaskHandler):
 
 
 @register
-class FillMaskHandler(TaskHandler):
+class FillMaskHandler(TextHandler):
     """The most likely tokens for the one mask token in each text."""
 
     task = "fill-mask"
     parameters = {"top_k": P.integer(1), "targets": P.texts()}
     output_column = "fill_mask"
+    capabilities = Capabilities(display="labels")
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        text = self.text(raw)
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        text = self.text(value)
         mask = self.pipe.tokenizer.mask_token
         count = text.count(mask)
         if count != 1:
             raise BadInput(f"{self.task}: the text must hold exactly one {mask} token, found {count}")
-        return text, params
+        return super().preprocess(text, params)
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         fields = [("score", pa.float64()), ("token", pa.int64()), ("token_str", pa.string()), ("sequence", pa.string())]

@@ -10,22 +10,23 @@ import pyarrow as pa
 
 from pipefleet import params as P
 from pipefleet.errors import BadInput
-from pipefleet.handler import LABEL_SCORE, Params, TaskHandler, split_row_labels
+from pipefleet.handler import Capabilities, Input, Params
 from pipefleet.media import png_bytes, to_image
+from pipefleet.pipeline_handler import PipelineHandler
 from pipefleet.registry import register
+from pipefleet.tasks.common import LABEL_SCORE, as_chat, require_text, row_labels
 
 _BOX = pa.struct([("xmin", pa.int64()), ("ymin", pa.int64()), ("xmax", pa.int64()), ("ymax", pa.int64())])
 _DETECTIONS = pa.list_(pa.struct([("score", pa.float64()), ("label", pa.string()), ("box", _BOX)]))
 
 
-class ImageHandler(TaskHandler):
+class ImageHandler(PipelineHandler):
     """Shared by the image tasks: the main input is an image, decoded and checked per row."""
 
-    input_names = ("image",)
-    media = "image"
+    inputs = (Input("image", "image"),)
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        return to_image(raw, self.task), params
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        return super().preprocess(to_image(value, self.task), params)
 
 
 @register
@@ -39,6 +40,7 @@ class ImageClassificationHandler(ImageHandler):
         "timeout": P.number(0),
     }
     output_column = "classification"
+    capabilities = Capabilities(display="labels")
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(LABEL_SCORE)
@@ -64,6 +66,7 @@ class ObjectDetectionHandler(ImageHandler):
     task = "object-detection"
     parameters = {"threshold": P.number(0), "timeout": P.number(0)}
     output_column = "objects"
+    capabilities = Capabilities(display="boxes")
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return _DETECTIONS
@@ -74,36 +77,42 @@ class ZeroShotImageClassificationHandler(ImageHandler):
     """Scores for caller-given labels (CLIP-style models), from params or per row."""
 
     task = "zero-shot-image-classification"
-    input_names = ("image", "candidate_labels")
+    inputs = (Input("image", "image"), Input("candidate_labels", "labels", required=False))
     parameters = {"candidate_labels": P.texts(), "hypothesis_template": P.text(), "timeout": P.number(0)}
     output_column = "zero_shot"
+    capabilities = Capabilities(display="labels")
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        raw, params = split_row_labels(raw, params, "image", self.task)
-        return to_image(raw, self.task), params
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        image, labels = row_labels(value, params, "image", self.task)
+        return super().preprocess(image, {**params, "candidate_labels": labels})
+
+    def batch_key(self, feature: Any) -> Any:
+        # A model input holds every label of its row: rows with other labels cannot share its pass.
+        return tuple(feature["candidate_labels"])
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(LABEL_SCORE)
 
 
 @register
-class ZeroShotObjectDetectionHandler(ZeroShotImageClassificationHandler):
+class ZeroShotObjectDetectionHandler(PipelineHandler):
     """Boxes for caller-given labels (OWL-ViT-style models), from params or per row."""
 
     task = "zero-shot-object-detection"
+    inputs = ZeroShotImageClassificationHandler.inputs
     parameters = {
-        "candidate_labels": P.texts(),
+        # This pipeline takes its labels with the image, not as a parameter.
+        "candidate_labels": P.staged(P.texts(), "preprocess"),
         "threshold": P.number(0),
         "top_k": P.integer(1),
         "timeout": P.number(0),
     }
     output_column = "objects"
+    capabilities = Capabilities(display="boxes", chunked=True)
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        image, params = super().prepare(raw, params)
-        # This pipeline takes its labels with the image, not as a parameter.
-        labels = params.pop("candidate_labels")
-        return {"image": image, "candidate_labels": labels}, params
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        image, labels = row_labels(value, params, "image", self.task)
+        return super().preprocess({"image": to_image(image, self.task), "candidate_labels": labels}, params)
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return _DETECTIONS
@@ -122,9 +131,11 @@ class ImageSegmentationHandler(ImageHandler):
         "timeout": P.number(0),
     }
     output_column = "segments"
+    capabilities = Capabilities(display="masks")
 
-    def finish(self, output: Any) -> Any:
-        return [{**segment, "mask": png_bytes(segment["mask"])} for segment in output]
+    def postprocess(self, outputs: list[Any], value: Any, params: Params) -> Any:
+        segments = super().postprocess(outputs, value, params)
+        return [{**segment, "mask": png_bytes(segment["mask"])} for segment in segments]
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         fields = [("score", pa.float64()), ("label", pa.string()), ("mask", pa.binary())]
@@ -138,8 +149,10 @@ class DepthEstimationHandler(ImageHandler):
     task = "depth-estimation"
     parameters = {"timeout": P.number(0)}
     output_column = "depth"
+    capabilities = Capabilities(display="image")
 
-    def finish(self, output: Any) -> Any:
+    def postprocess(self, outputs: list[Any], value: Any, params: Params) -> Any:
+        output = super().postprocess(outputs, value, params)
         return {"predicted_depth": output["predicted_depth"].float().numpy(), "depth": png_bytes(output["depth"])}
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
@@ -170,10 +183,12 @@ class MaskGenerationHandler(ImageHandler):
         "timeout": P.number(0),
     }
     output_column = "masks"
+    capabilities = Capabilities(chunked=True)
 
-    def finish(self, output: Any) -> Any:
+    def postprocess(self, outputs: list[Any], value: Any, params: Params) -> Any:
         from PIL import Image
 
+        output = super().postprocess(outputs, value, params)
         masks = [png_bytes(Image.fromarray(np.asarray(mask, dtype=np.uint8) * 255)) for mask in output["masks"]]
         finished = {"masks": masks, "scores": [float(score) for score in output["scores"]]}
         if "bounding_boxes" in output:
@@ -188,7 +203,7 @@ class MaskGenerationHandler(ImageHandler):
 
 
 @register
-class ImageTextToTextHandler(ImageHandler):
+class ImageTextToTextHandler(PipelineHandler):
     """Text generated about an image (captions, answers), from ``{image, text}`` or a chat.
 
     ``text`` is the prompt, with the model's image token where its processor wants one; ``prompt``
@@ -198,7 +213,7 @@ class ImageTextToTextHandler(ImageHandler):
     """
 
     task = "image-text-to-text"
-    input_names = ("image", "text")
+    inputs = (Input("image", "image"), Input("text"))
     parameters = {
         "max_new_tokens": P.integer(1),
         "generate_kwargs": P.mapping(),
@@ -208,25 +223,26 @@ class ImageTextToTextHandler(ImageHandler):
         "skip_special_tokens": P.boolean(),
         "clean_up_tokenization_spaces": P.boolean(),
         "timeout": P.number(0),
-        "prompt": P.text(),
+        "prompt": P.staged(P.text(), "preprocess"),  # the text of rows that have none (a folder of images)
     }
     output_column = "generated"
+    capabilities = Capabilities(display="text")
 
-    def prepare(self, raw: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        params = dict(params)
-        prompt = params.pop("prompt", None)
-        if isinstance(raw, list):
-            return _chat_with_images(raw, self.task), params
-        if not isinstance(raw, dict):
-            raw = {"image": raw}
-        unknown = sorted(set(raw) - {"image", "text"})
+    def preprocess(self, value: Any, params: Params) -> list[Any]:
+        if isinstance(value, list):
+            return super().preprocess(_chat_with_images(value, self.task), params)
+        if not isinstance(value, dict):
+            value = {"image": value}
+        unknown = sorted(set(value) - {"image", "text"})
         if unknown:
             raise BadInput(f"{self.task}: an input has keys image and text, got {unknown}")
-        text = raw.get("text") if raw.get("text") is not None else prompt
-        return {"images": to_image(raw.get("image"), self.task), "text": self.text(text, "text")}, params
+        text = value.get("text") if value.get("text") is not None else params.get("prompt")
+        text = require_text(text, self.task, "text", self.spec.max_input_chars)
+        return super().preprocess({"images": to_image(value.get("image"), self.task), "text": text}, params)
 
-    def finish(self, output: Any) -> Any:
-        return [{key: _without_images(value) for key, value in item.items()} for item in output]
+    def postprocess(self, outputs: list[Any], value: Any, params: Params) -> Any:
+        output = super().postprocess(outputs, value, params)
+        return [{key: _without_images(item) for key, item in record.items()} for record in output]
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(pa.struct([("input_text", pa.string()), ("generated_text", pa.string())]))
@@ -236,8 +252,6 @@ def _chat_with_images(messages: list[Any], task: str) -> Any:
     """A transformers Chat whose image parts hold decoded images (bytes or base64 only: never a path or URL)."""
     import base64
     import binascii
-
-    from pipefleet.tasks.generation import as_chat
 
     decoded = []
     for message in messages:

@@ -143,7 +143,7 @@ def test_audio_upload_shows_the_transcript_with_timestamps(page, demo, tmp_path)
     panel.locator("input[type=file]").set_input_files(str(recording))
     panel.locator("audio").first.wait_for(state="attached", timeout=30_000)  # the upload is in place
     panel.get_by_role("button", name="Run").click()
-    transcript = panel.get_by_label("transcript")
+    transcript = panel.get_by_label("transcription")
     want = present(ASR, str(recording), api)
     page.wait_for_function("([el, want]) => el.value === want", arg=[transcript.element_handle(), want], timeout=30_000)
 
@@ -169,7 +169,7 @@ def test_generated_text_is_streamed_onto_the_page(page, demo):
     panel = open_tab(page, "/generate")
     panel.get_by_label("text").first.fill(prompt)
     panel.get_by_role("button", name="Run").click()
-    output = panel.get_by_label("generated text")
+    output = panel.get_by_label("generated")
     page.wait_for_function(
         "([el, want]) => el.value.trim() === want",
         arg=[output.element_handle(), api[0]["generated_text"].strip()],

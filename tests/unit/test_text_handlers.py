@@ -230,7 +230,7 @@ def test_text_over_max_input_chars_is_refused_before_tokenising(tiny_model, make
 
 
 def test_batches_stop_at_the_token_budget_but_take_one_row_at_least():
-    from pipefleet.runner import run_batches
+    from pipefleet.engine import run_batches
 
     lengths = [1, 1, 1, 1, 1, 10, 10, 10, 50]
     seen: list[list[int]] = []
@@ -268,11 +268,11 @@ def test_max_batch_tokens_caps_every_forward_pass_and_keeps_outputs(tiny_model, 
 
 
 def test_max_batch_tokens_defaults_to_a_cap_on_cpu_only(tiny_model, make_handler):
-    from pipefleet.handler import CPU_BATCH_TOKENS
+    from pipefleet.engine import CPU_BATCH_TOKENS
 
     handler = make_handler("text-classification", tiny_model("text-classification"))
-    assert handler.max_batch_tokens() == CPU_BATCH_TOKENS
+    assert handler.engine.max_tokens == CPU_BATCH_TOKENS
     assert (
-        make_handler("text-classification", tiny_model("text-classification"), max_batch_tokens=64).max_batch_tokens()
+        make_handler("text-classification", tiny_model("text-classification"), max_batch_tokens=64).engine.max_tokens
         == 64
     )

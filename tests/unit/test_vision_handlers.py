@@ -195,16 +195,16 @@ def test_top_5_labels_for_a_jpeg_equal_pipeline(tiny_model, make_handler):
 
 def test_an_output_that_cannot_be_encoded_fails_its_row_alone(tiny_model, make_handler, monkeypatch):
     handler = make_handler("image-segmentation", tiny_model("image-segmentation"))
-    encode = handler.finish
+    encode = handler.postprocess
     seen = []
 
-    def fails_on_the_second(output):
-        seen.append(output)
+    def fails_on_the_second(outputs, value, params):
+        seen.append(outputs)
         if len(seen) == 2:
             raise OSError("cannot write PNG")
-        return encode(output)
+        return encode(outputs, value, params)
 
-    monkeypatch.setattr(handler, "finish", fails_on_the_second)
+    monkeypatch.setattr(handler, "postprocess", fails_on_the_second)
     outcomes = handler.predict(drawn_images())
     assert not isinstance(outcomes[0], RowError) and not isinstance(outcomes[2], RowError)
     assert isinstance(outcomes[1], RowError) and outcomes[1].message == "OSError: cannot write PNG"

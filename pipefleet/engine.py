@@ -1,0 +1,238 @@
+"""The engine: drives a handler's three stages over a call of many rows.
+
+``pipeline(inputs)`` runs one input after another with one set of parameters, and one bad input
+raises for the whole call. The engine runs the handler's own stages (so outputs equal the
+pipeline's) and adds what a corpus or a busy endpoint needs:
+
+- each row is preprocessed alone; one that fails is that row's :class:`~pipefleet.errors.RowError`;
+- the model inputs of all rows (and all chunks of chunked tasks, such as the (text x label) pairs of
+  zero-shot classification) whose parameters are equal are sorted by length and batched
+  together, at most ``batch_rows`` rows and ``max_tokens`` padded tokens a pass, so padding is small;
+- a batch that runs out of memory is halved and retried; one that fails otherwise is retried row by
+  row, so its good rows still get outputs;
+- each row is postprocessed with its own parameters; exactly one outcome per input comes back, in order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipefleet import hf_stages
+from pipefleet.errors import BadInput, BadParameter, ModelError, RowError
+from pipefleet.params import StageParams, params_key
+
+if TYPE_CHECKING:
+    from pipefleet.handler import TaskHandler
+
+# Padded tokens per forward pass on a CPU when the spec sets no max_batch_tokens. On a CPU the
+# cost of a pass grows with its padded size, so long rows gain nothing from sharing one; 2048
+# measured best for MiniLM on mixed-length text (bench/batch.py). GPUs want big passes: no cap.
+CPU_BATCH_TOKENS = 2048
+
+
+@dataclass
+class RunStats:
+    """What the engine had to work around, for manifests and metrics."""
+
+    oom_splits: int = 0  # batches halved after running out of memory
+
+
+@dataclass(frozen=True)
+class _Feature:
+    row: int
+    chunk: int
+    value: Any
+
+
+class Engine:
+    """Runs ``handler``'s stages over calls: ``Engine(handler).run(inputs, params)`` -> one outcome per input."""
+
+    def __init__(self, handler: "TaskHandler") -> None:
+        self.handler = handler
+        self.stats = RunStats()
+        spec = handler.spec
+        if spec.max_batch_tokens is not None:
+            self.max_tokens: int | None = spec.max_batch_tokens
+        else:
+            self.max_tokens = CPU_BATCH_TOKENS if getattr(handler.device, "type", None) == "cpu" else None
+
+    def run(self, inputs: Sequence[Any], params: Any = None) -> list[Any]:
+        """One outcome per input, in order: the handler's output or a RowError.
+
+        ``params``: None (the spec's), one mapping or :class:`StageParams` for every row, or a sequence
+        of them as long as ``inputs``. An unknown parameter or a value of the wrong type raises
+        :class:`~pipefleet.errors.BadParameter` for the whole call; a value the pipeline rejects fails
+        only the rows that carry it.
+        """
+        per_row = self._per_row(inputs, params)
+        outcomes: list[Any] = [error if isinstance(error, RowError) else None for error in per_row]
+        features = self._preprocess(inputs, per_row, outcomes)
+        model_outputs = self._forward(features, per_row, outcomes)
+        handler = self.handler
+        for row, value in enumerate(inputs):
+            if outcomes[row] is not None:
+                continue
+            chunks = [output for _, output in sorted(model_outputs[row], key=lambda pair: pair[0])]
+            try:
+                outcomes[row] = handler.postprocess(chunks, value, per_row[row].postprocess)
+            except Exception as exc:  # the pipeline's postprocess or an encoding failed on this row alone
+                outcomes[row] = RowError.from_exception(exc, kind="model_error")
+        if len(outcomes) != len(inputs) or any(outcome is None for outcome in outcomes):
+            raise ModelError(f"{handler.task}: {len(inputs)} inputs gave {len(outcomes)} outcomes")
+        return outcomes
+
+    # ---- parameters ----------------------------------------------------------------------
+
+    def _per_row(self, inputs: Sequence[Any], params: Any) -> list[StageParams | RowError]:
+        """Each row's stage parameters, resolved once per distinct set (or the RowError of a rejected set)."""
+        if params is None or isinstance(params, (Mapping, StageParams)):
+            return [self._resolve(params, {})] * len(inputs)
+        if len(params) != len(inputs):
+            raise ModelError(f"{len(params)} parameter sets for {len(inputs)} inputs")
+        seen: dict[Any, StageParams | RowError] = {}
+        return [self._resolve(p, seen) for p in params]
+
+    def _resolve(self, params: Any, seen: dict[Any, StageParams | RowError]) -> StageParams | RowError:
+        if isinstance(params, StageParams):
+            return params
+        key = params_key(params or {})
+        if key not in seen:
+            try:
+                seen[key] = self.handler.resolve(params)
+            except BadParameter:
+                raise
+            except BadInput as exc:
+                seen[key] = RowError.from_exception(exc)
+        return seen[key]
+
+    # ---- the stages ------------------------------------------------------------------------
+
+    def _preprocess(self, inputs: Sequence[Any], per_row: list, outcomes: list[Any]) -> list[_Feature]:
+        features = []
+        for row, value in enumerate(inputs):
+            if outcomes[row] is not None:
+                continue
+            try:
+                prepared = self.handler.preprocess(value, per_row[row].preprocess)
+            except Exception as exc:  # the handler's checks or the pipeline's own validation of this input
+                outcomes[row] = RowError.from_exception(exc)
+                continue
+            if not prepared:
+                outcomes[row] = RowError("the input produced nothing to run the model on")
+                continue
+            features.extend(_Feature(row, chunk, item) for chunk, item in enumerate(prepared))
+        return features
+
+    def _forward(self, features: list[_Feature], per_row: list, outcomes: list[Any]) -> dict[int, list]:
+        """Every feature forwarded in length-sorted batches per parameter set; failures become row errors."""
+        groups: dict[tuple, list[_Feature]] = defaultdict(list)
+        for feature in features:
+            groups[per_row[feature.row].forward_key, self.handler.batch_key(feature.value)].append(feature)
+        per_row_outputs: dict[int, list[tuple[int, Any]]] = defaultdict(list)
+        for group in groups.values():
+            forward_params = per_row[group[0].row].forward
+            ordered = sorted(group, key=lambda feature: hf_stages.feature_length(feature.value))
+            results = run_batches(
+                [feature.value for feature in ordered],
+                self.handler.batch_rows,
+                lambda batch, p=forward_params: self.handler.forward(batch, p),
+                self.stats,
+                lengths=[hf_stages.token_count(feature.value) for feature in ordered],
+                max_tokens=self.max_tokens,
+            )
+            for feature, result in zip(ordered, results):
+                if isinstance(result, RowError):
+                    outcomes[feature.row] = outcomes[feature.row] or result
+                else:
+                    per_row_outputs[feature.row].append((feature.chunk, result))
+        return per_row_outputs
+
+
+def batch_end(lengths: Sequence[int], start: int, size: int, max_tokens: int | None) -> int:
+    """End of the batch that starts at ``start``: at most ``size`` items and, when ``max_tokens``
+    is set, at most that many padded tokens (items x the longest), but never less than one item.
+
+    ``lengths`` are ascending, so the last item of a batch is its longest.
+    """
+    end = min(start + size, len(lengths))
+    if max_tokens is None:
+        return end
+    fits = start + 1
+    while fits < end and (fits - start + 1) * lengths[fits] <= max_tokens:
+        fits += 1
+    return fits
+
+
+def run_batches(
+    items: Sequence[Any],
+    batch_size: int,
+    forward: Callable[[list[Any]], list[Any]],
+    stats: RunStats | None = None,
+    lengths: Sequence[int] | None = None,
+    max_tokens: int | None = None,
+) -> list[Any]:
+    """``forward`` over consecutive batches of ``items``; one result or RowError per item, in order.
+
+    With ``lengths`` (ascending token counts of ``items``) and ``max_tokens``, a batch also
+    stops before its padded size passes ``max_tokens``: on a CPU, long rows run faster in
+    small batches, and short rows still share big ones.
+
+    A batch that runs out of memory is retried at half the size, and the rest of this call
+    keeps the smaller size (items come sorted by length, so later batches are no smaller).
+    A batch that fails otherwise is retried item by item, so one bad item fails alone.
+    """
+    results: list[Any] = []
+    size = batch_size
+    if lengths is None or len(lengths) != len(items):
+        lengths, max_tokens = [0] * len(items), None
+    while len(results) < len(items):
+        start = len(results)
+        batch = list(items[start : batch_end(lengths, start, size, max_tokens)])
+        try:
+            outputs = forward(batch)
+            if len(outputs) != len(batch):  # LitServe's "batch size mismatch", caught where it happens
+                raise ModelError(f"forward returned {len(outputs)} outputs for a batch of {len(batch)}")
+            results.extend(outputs)
+        except Exception as exc:
+            if is_out_of_memory(exc) and len(batch) > 1:
+                _release_memory()
+                size = max(1, len(batch) // 2)
+                if stats is not None:
+                    stats.oom_splits += 1
+                continue
+            if len(batch) == 1:
+                results.append(_row_error(exc))
+                continue
+            for item in batch:
+                try:
+                    results.extend(forward([item]))
+                except Exception as single_exc:
+                    results.append(_row_error(single_exc))
+    return results
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a CUDA/accelerator OOM, or the CPU allocator's failure to allocate."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _release_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _row_error(exc: BaseException) -> RowError:
+    if is_out_of_memory(exc):
+        _release_memory()
+        return RowError(f"out of memory on this row alone (batch size 1): {type(exc).__name__}: {exc}", "model_error")
+    return RowError.from_exception(exc, kind="model_error")
