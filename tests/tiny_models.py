@@ -544,6 +544,7 @@ BUILDERS: dict[str, Callable[[Path], tuple[Any, list[Any]]]] = {
     "token-classification": _token_classification,
     "fill-mask": _fill_mask,
     "feature-extraction": _feature_extraction,
+    "sentence-similarity": _feature_extraction,  # the same encoder, pooled and compared
     "text-generation": _text_generation,
     "image-classification": _image_classification,
     "image-feature-extraction": _image_feature_extraction,

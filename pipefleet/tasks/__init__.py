@@ -7,6 +7,7 @@ from pipefleet.tasks import (  # noqa: F401
     generation,
     multimodal,
     removed_in_v5,
+    similarity,
     text,
     vision,
 )
