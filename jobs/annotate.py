@@ -28,6 +28,7 @@ from jobs.readers import id_column_of, read_corpus
 from jobs.watch import StallWatch
 from jobs.worker import STATS_ACTOR, AnnotateBatch, JobStats
 from pipefleet.errors import FatalError, JobFailed, SpecError
+from pipefleet.precision import summary as precision_summary
 from pipefleet.registry import handler_class
 from pipefleet.spec import Spec, load_spec
 
@@ -62,6 +63,7 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
 
     if not spec.output.path:
         raise SpecError("output.path is not set: give it in the spec or with --output")
+    job_started = time.time()  # start-up counts from here: Ray's start is part of it
     output = _local(spec.output.path)
     for note in move_old_layout(output):
         print(f"pipefleet: {note}", file=sys.stderr)
@@ -119,7 +121,6 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
         compute=plan.strategy(),
     )
     done_before = output_counts(output, spec.output.format, corpus.id_column)["rows_out"]
-    started, started_at = time.monotonic(), time.time()
     try:
         with StallWatch(stats, spec.compute.stall_warning_s):
             if spec.output.format == "parquet":
@@ -129,11 +130,14 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     except Exception as exc:  # a write, a worker or the cluster failed; say what, and how to go on
         ray.kill(stats)
         raise JobFailed(_stopped_message(exc, output, resumable=id_column is not None)) from exc
-    wall = time.monotonic() - started
+    written = time.time()
     this_run = ray.get(stats.snapshot.remote())
     ray.kill(stats)
+    if started_here:  # the job's own local Ray: stopped now, so that its shutdown is measured too
+        ray.shutdown()
+    timing = {"started": job_started, "written": written, "stopped": time.time()}
 
-    manifest = build_manifest(spec, output, corpus.id_column, plan, done_before, this_run, wall, started_at)
+    manifest = build_manifest(spec, output, corpus.id_column, plan, done_before, this_run, timing)
     write_manifest(output, manifest)
     return manifest
 
@@ -165,18 +169,24 @@ def summary(manifest: dict[str, Any]) -> str:
     """The lines printed at the end of a run."""
     run = manifest["this_run"]
     this_run = (
-        f"{run['rows']} rows ({run['errored']} errored) in {run['wall_s']:.1f} s "
-        f"(first batch began after {run['startup_s']:.1f} s), "
+        f"{run['rows']} rows ({run['errored']} errored) in {run['wall_s']:.1f} s, "
         f"{run['rows_per_s'] or 0:.1f} rows/s on {len(run['per_actor_rows'])} actor(s)"
         if run["rows"]
         else "nothing left to do: every input row already had its output"
     )
+    timing = (
+        f"first batch after {run['startup_s']:.1f} s (Ray, actors, model), then {run['steady_rows_per_s'] or 0:.1f} "
+        f"rows/s; shut down in {run['teardown_s']:.1f} s"
+    )
+    precision = manifest.get("precision")
     splits = run.get("oom_splits")
     memory = [f"  memory:    {splits} batch(es) ran out of memory and were halved; no row was lost"] if splits else []
     return "\n".join(
         [
             f"pipefleet: {manifest['task']} with {manifest['model']}",
             f"  this run:  {this_run}",
+            *([f"  timing:    {timing}"] if run["rows"] else []),
+            *([f"  precision: {precision_summary(precision)}"] if precision else []),
             *memory,
             f"  output:    {manifest['rows_out']} rows ({manifest['rows_ok']} ok, {manifest['rows_errored']} errored), "
             f"{manifest['duplicate_ids']} duplicate ids",

@@ -68,22 +68,23 @@ def build_manifest(
     plan: "Plan",
     done_before: int,
     this_run: dict[str, Any],
-    wall_s: float,
-    started_at: float,
+    timing: dict[str, float],
 ) -> dict[str, Any]:
     """The manifest of a run: what ran, the output's counts, and this run's share and speed.
 
     ``this_run`` is the :class:`jobs.worker.JobStats` snapshot; ``done_before`` the rows
-    the output held before this run (which the checkpoint skipped); ``started_at`` the
-    wall-clock time the run started.
+    the output held before this run (which the checkpoint skipped); ``timing`` the wall-clock
+    times the job started, its output was written and its Ray stopped.
     """
     rows = sum(this_run["rows"].values())
-    startup_s, steady = _startup(this_run.get("first_batch_began"), rows, wall_s, started_at)
+    wall_s = timing["written"] - timing["started"]
+    startup_s, steady = _startup(this_run.get("first_batch_began"), rows, wall_s, timing["started"])
     identity = this_run.get("identity") or {}
     return {
         "task": spec.task,
         "model": identity.get("model") or spec.model,
         "revision": identity.get("revision") or spec.revision,
+        "precision": identity.get("precision"),
         "input": spec.input.path,
         "output": output,
         "output_format": spec.output.format,
@@ -96,12 +97,15 @@ def build_manifest(
             "errored": sum(this_run["errors"].values()),
             # Batches halved after running out of memory: their rows were retried, not lost.
             "oom_splits": sum(this_run.get("oom_splits", {}).values()),
+            # From the job's start (Ray's start included) until its output was written.
             "wall_s": round(wall_s, 3),
             "rows_per_s": round(rows / wall_s, 2) if wall_s else None,
-            # Until the first batch began (actors starting, models loading, the first read), then the
-            # pace from there: a short run is mostly the first, a long one mostly the second.
+            # Until the first batch began (Ray starting, actors starting, models loading, the first read),
+            # then the pace from there: a short run is mostly the first, a long one mostly the second.
             "startup_s": startup_s,
             "steady_rows_per_s": steady,
+            # After the output was written: stopping the job's own Ray (nothing to stop on a cluster).
+            "teardown_s": round(timing["stopped"] - timing["written"], 3),
             "per_actor_rows": this_run["rows"],
             "compute": {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "concurrency": plan.concurrency},
             "notes": list(plan.notes),

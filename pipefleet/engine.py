@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipefleet import hf_stages
+from pipefleet import hf_stages, precision
 from pipefleet.errors import BadInput, BadParameter, ModelError, RowError
 from pipefleet.params import StageParams, params_key
 
@@ -135,14 +135,15 @@ class Engine:
         for group in groups.values():
             forward_params = per_row[group[0].row].forward
             ordered = sorted(group, key=lambda feature: hf_stages.feature_length(feature.value))
-            results = run_batches(
-                [feature.value for feature in ordered],
-                self.handler.batch_rows,
-                lambda batch, p=forward_params: self.handler.forward(batch, p),
-                self.stats,
-                lengths=[hf_stages.token_count(feature.value) for feature in ordered],
-                max_tokens=self.max_tokens,
-            )
+            with precision.autocast(self.handler.spec, self.handler.device):
+                results = run_batches(
+                    [feature.value for feature in ordered],
+                    self.handler.batch_rows,
+                    lambda batch, p=forward_params: self.handler.forward(batch, p),
+                    self.stats,
+                    lengths=[hf_stages.token_count(feature.value) for feature in ordered],
+                    max_tokens=self.max_tokens,
+                )
             for feature, result in zip(ordered, results):
                 if isinstance(result, RowError):
                     outcomes[feature.row] = outcomes[feature.row] or result

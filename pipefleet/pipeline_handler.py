@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pipefleet import hf_stages
+from pipefleet import hf_stages, precision
 from pipefleet.errors import FatalError
 from pipefleet.handler import Params, TaskHandler
 
@@ -28,6 +28,7 @@ class PipelineHandler(TaskHandler):
 
     def setup(self) -> None:
         self.pipe = self.load()
+        precision.check(self.spec, self.device)
         if hf_stages.is_chunked(self.pipe) and not self.capabilities.chunked:
             # The declaration tells readers and adapters what the engine will do; keep it true. (A handler
             # may chunk inputs itself over a pipeline that does not.)
@@ -54,7 +55,10 @@ class PipelineHandler(TaskHandler):
         from pipefleet.models import model_identity
 
         identity = super().identity()
-        return {**identity, **model_identity(self.pipe, self.spec)} if self.pipe is not None else identity
+        if self.pipe is None:
+            return identity
+        described = precision.describe(self.spec, self.pipe.model, self.device)
+        return {**identity, **model_identity(self.pipe, self.spec), "precision": described}
 
     def pipeline_stages(self, params: Params) -> tuple[dict, dict, dict]:
         return hf_stages.sanitize(self.pipe, params)

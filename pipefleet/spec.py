@@ -168,6 +168,11 @@ class Spec(_Section):
     framework: Literal["pt"] | None = Field(None, description='"pt" (PyTorch), the only one transformers 5 runs.')
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="Model weights' dtype.")
+    autocast: Literal["bfloat16", "float16"] | None = Field(
+        None,
+        description="Run forward passes in this dtype with the weights as loaded (torch.autocast): bfloat16 on a "
+        "CPU that computes it natively (AVX512-BF16, AMX), float16 or bfloat16 on a GPU; null: as loaded.",
+    )
     device: str = Field("auto", description='"auto": the GPU this process was given, else CPU; or "cpu", "cuda:0".')
     device_map: str | dict[str, int | str] | None = Field(
         None,

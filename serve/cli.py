@@ -11,11 +11,15 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import yaml
 
 from pipefleet.errors import FatalError
 from serve.demo import DEMO_PATH
+
+if TYPE_CHECKING:
+    from pipefleet.spec import Spec
 
 INGRESSES = ("haproxy", "python")
 
@@ -99,7 +103,23 @@ def start(
     from ray import serve
 
     serve.run_many(applications(loaded))
+    for spec in loaded:
+        print(f"pipefleet: {spec.route}: {_loaded_as(spec)}", file=sys.stderr)
     return f"http://{host}:{port}", ingress, started_here
+
+
+def _loaded_as(spec: "Spec") -> str:
+    """What one of the route's replicas loaded: the model and the precision it runs in."""
+    from ray import serve
+
+    from pipefleet.precision import summary
+    from serve.app import APP_NAME, route_app_name
+    from serve.route import ROUTE_DEPLOYMENT
+
+    handle = serve.get_deployment_handle(ROUTE_DEPLOYMENT, app_name=route_app_name(APP_NAME, spec.route))
+    identity = handle.identity.remote().result(timeout_s=60)
+    described = identity.get("precision")
+    return f"{identity['task']} with {identity['model']}" + (f"; {summary(described)}" if described else "")
 
 
 def _start_serve(specs: list, host: str, port: int, ingress: str) -> str:
