@@ -1,14 +1,18 @@
 """Batch throughput: all-MiniLM-L6-v2 sentence embeddings of a mixed-length corpus, on CPU.
 
-    .venv/bin/python bench/batch.py [--rows 20000] [--threads 2]
+    .venv/bin/python bench/batch.py [--rows 3000,20000] [--threads 2] [--all]
 
-Every contender gets the same total number of threads:
-  (a) raw loop: tokenise, forward, mean-pool; batches of 64 in file order
-  (b) the same raw loop with rows sorted by token length (what the hardware can do)
-  (c) a plain pipeline("feature-extraction", batch_size=64) loop, mean-pooling its token states
-  (d) the pipefleet job on a local Ray: Parquet in, Parquet out, one actor per thread
-and the job with 1 actor against 2 (one thread each). Prints tables of rows/s and ratios and
-writes bench/results/batch.json.
+Every contender gets the same total number of threads, and runs on the same corpus:
+  (b) raw loop: tokenise, forward, mean-pool, rows sorted by token length (what the hardware can do)
+  (e) sentence-transformers: a script that reads the Parquet corpus, encode()s it, writes Parquet
+      (what an embeddings user runs instead of a job), as a whole process and its encode() alone
+  (d) the pipefleet job on a local Ray: Parquet in, Parquet out, one actor per thread, as a whole
+      process and from its first batch on; and with 1 actor against 2
+and, where the CPU computes bfloat16 natively, the same in bfloat16: (b) with autocast, (e) with
+bfloat16 weights, (d) with autocast: bfloat16 and with dtype: bfloat16, each against float32's
+vectors (lowest cosine). ``--all`` adds (a) the raw loop in file order and (c) a plain
+pipeline("feature-extraction", batch_size=64) loop (slow: about 20 rows/s here). Prints tables and
+the goals, writes bench/results/batch.json.
 """
 
 from __future__ import annotations
@@ -43,9 +47,16 @@ def minilm() -> str:
 
 
 def raw_loop(
-    texts: list[str], sort_by_length: bool, batch: int = BATCH, device: str = "cpu", dtype: str = "auto"
+    texts: list[str],
+    sort_by_length: bool,
+    batch: int = BATCH,
+    device: str = "cpu",
+    dtype: str = "auto",
+    autocast: bool = False,
 ) -> tuple[float, np.ndarray]:
-    """Contenders (a) and (b): seconds, and the embeddings in input order."""
+    """Contenders (a) and (b): seconds, and the embeddings in input order; ``autocast`` runs it in bfloat16."""
+    import contextlib
+
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -57,7 +68,8 @@ def raw_loop(
         lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=MAX_TOKENS)["input_ids"]]
         order.sort(key=lambda i: lengths[i])
     vectors = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode():
+    precision = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with torch.inference_mode(), precision:
         for start in range(0, len(order), batch):
             rows = order[start : start + batch]
             encoded = tokenizer(
@@ -83,20 +95,6 @@ def pipeline_loop(texts: list[str], batch: int = BATCH, device: str = "cpu", dty
     return time.perf_counter() - started
 
 
-def job(corpus_path: Path, actors: int, workdir: Path) -> dict[str, Any]:
-    """Contender (d): the real job in a fresh process; its wall time and the manifest's numbers."""
-    spec = {
-        "task": "feature-extraction",
-        "model": minilm(),
-        "device": "cpu",
-        "batch_size": BATCH,
-        "input": {"path": str(corpus_path), "id_column": "doc_id"},
-        "output": {"path": str(workdir / f"out-{actors}"), "column": "embedding"},
-        "compute": {"num_cpus": 1, "concurrency": actors, "rows_per_call": 1024},
-    }
-    return run_job(spec, workdir / f"spec-{actors}.yaml")
-
-
 def run_job(spec: dict[str, Any], spec_path: Path) -> dict[str, Any]:
     """The job in a fresh process, as a user starts it: its wall time and its manifest's numbers."""
     spec_path.write_text(json.dumps(spec))
@@ -116,13 +114,43 @@ def run_job(spec: dict[str, Any], spec_path: Path) -> dict[str, Any]:
         "wall_s": wall,
         "run_s": run["wall_s"],
         "startup_s": run["startup_s"],
+        "teardown_s": run["teardown_s"],
         "steady_rows_per_s": run["steady_rows_per_s"],
         "rows": manifest["rows_ok"],
     }
 
 
-def job_vectors(output: Path, ids: list[str]) -> np.ndarray:
-    """The job's embeddings, in the order of ``ids``."""
+def job(corpus_path: Path, actors: int, workdir: Path, **settings: Any) -> dict[str, Any]:
+    """Contender (d): the real job in a fresh process; its wall time and the manifest's numbers."""
+    name = "-".join([str(actors), *[f"{k}-{v}" for k, v in settings.items()]])
+    spec = {
+        "task": "feature-extraction",
+        "model": minilm(),
+        "device": "cpu",
+        "batch_size": BATCH,
+        "input": {"path": str(corpus_path), "id_column": "doc_id"},
+        "output": {"path": str(workdir / f"out-{name}"), "column": "embedding"},
+        "compute": {"num_cpus": 1, "concurrency": actors, "rows_per_call": 1024},
+        **settings,
+    }
+    return {**run_job(spec, workdir / f"spec-{name}.yaml"), "output": spec["output"]["path"]}
+
+
+def sentence_transformers(corpus_path: Path, output: Path, threads: int, bf16: bool = False) -> dict[str, Any]:
+    """Contender (e): the sentence-transformers script in a fresh process; whole-process and encode() seconds."""
+    command = [sys.executable, str(REPO / "bench" / "peer_sentence_transformers.py"), str(corpus_path), str(output)]
+    command += ["--model", minilm(), "--threads", str(threads), *(["--bf16"] if bf16 else [])]
+    started = time.perf_counter()
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ | OFFLINE)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**result, "wall_s": time.perf_counter() - started, "output": str(output)}
+
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def vectors_of(output: str, ids: list[str]) -> np.ndarray:
+    """The embeddings a contender wrote, in the order of ``ids``."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(output, columns=["doc_id", "embedding"]).to_pydict()
@@ -130,81 +158,141 @@ def job_vectors(output: Path, ids: list[str]) -> np.ndarray:
     return np.asarray([by_id[i] for i in ids], dtype=np.float32)
 
 
-def main() -> None:
+def lowest_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.min(np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+def run_size(rows: int, threads: int, everything: bool) -> dict[str, Any]:
+    """Every contender on one corpus of ``rows`` texts: rows/s per contender, the job's details, agreement."""
     import pyarrow.parquet as pq
+
+    from pipefleet.precision import cpu_bf16
+
+    corpus = make_corpus(rows, seed=42)
+    texts, ids = corpus["text"].to_pylist(), corpus["doc_id"].to_pylist()
+    rates: dict[str, float] = {}
+    agreement: dict[str, float] = {}
+
+    def done(name: str, rate: float) -> None:
+        rates[name] = rate
+        print(f"  {name}: {rate:.1f} rows/s", flush=True)
+
+    if everything:
+        done("(a) raw loop, file order", rows / raw_loop(texts, sort_by_length=False)[0])
+        done("(c) pipeline() loop", rows / pipeline_loop(texts))
+    elapsed, reference = raw_loop(texts, sort_by_length=True)
+    done("(b) raw loop, sorted by length", rows / elapsed)
+    native_bf16 = cpu_bf16()
+    if native_bf16:
+        elapsed, vectors = raw_loop(texts, sort_by_length=True, autocast=True)
+        done("(b) raw loop, sorted, bf16 autocast", rows / elapsed)
+        agreement["(b) bf16 autocast"] = lowest_cosine(vectors, reference)
+    jobs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        corpus_path = workdir / "corpus.parquet"
+        pq.write_table(corpus, corpus_path)
+        variants = [("fp32", False)] + ([("bf16 weights", True)] if native_bf16 else [])
+        for label, bf16 in variants:
+            peer = sentence_transformers(corpus_path, workdir / f"st-{label}.parquet", threads, bf16)
+            done(f"(e) sentence-transformers {label}, whole process", rows / peer["wall_s"])
+            done(f"(e) sentence-transformers {label}, encode() alone", rows / peer["encode_s"])
+            agreement[f"(e) sentence-transformers {label}"] = lowest_cosine(vectors_of(peer["output"], ids), reference)
+        settings = {"fp32": {}}
+        if native_bf16:
+            settings |= {"autocast: bfloat16": {"autocast": "bfloat16"}, "dtype: bfloat16": {"dtype": "bfloat16"}}
+        for label, extra in settings.items():
+            for actors in (1, threads) if label == "fp32" else (threads,):
+                result = job(corpus_path, actors, workdir, **extra)
+                jobs[f"{label}, {actors} actor(s)"] = result
+                print(f"  job {label}, {actors} actor(s): {result}", flush=True)
+            best = jobs[f"{label}, {threads} actor(s)"]
+            done(f"(d) pipefleet job {label}, {threads} actors, whole process", rows / best["wall_s"])
+            done(f"(d) pipefleet job {label}, {threads} actors, from its first batch", best["steady_rows_per_s"])
+            agreement[f"(d) job {label}"] = lowest_cosine(vectors_of(best["output"], ids), reference)
+    return {"rows_per_s": rates, "job": jobs, "lowest_cosine_vs_fp32_raw": agreement, "native_bf16": native_bf16}
+
+
+def main() -> None:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--rows", default="3000,20000", help="corpus sizes, comma-separated")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--all", action="store_true", help="also (a) file order and (c) pipeline(): slow")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    corpus = make_corpus(args.rows, seed=42)
-    texts, ids = corpus["text"].to_pylist(), corpus["doc_id"].to_pylist()
-    print(f"{args.rows} texts, {args.threads} threads; {json.dumps(machine())}", flush=True)
+    sizes = [int(size) for size in args.rows.split(",")]
+    print(f"{args.threads} threads; {json.dumps(machine())}", flush=True)
+    results = {}
+    for rows in sizes:
+        print(f"{rows} texts", flush=True)
+        results[str(rows)] = run_size(rows, args.threads, args.all)
+    for rows, result in results.items():
+        report(int(rows), args.threads, result)
+    goals(results, args.threads)
+    path = save("batch", {"machine": machine(), "threads": args.threads, "sizes": results})
+    print(f"written: {path}")
 
-    seconds: dict[str, float] = {}
 
-    def done(name: str, elapsed: float) -> None:
-        seconds[name] = elapsed
-        print(f"{name}: {args.rows / elapsed:.1f} rows/s", flush=True)
-
-    done("(a) raw loop, file order", raw_loop(texts, sort_by_length=False)[0])
-    elapsed, sorted_vectors = raw_loop(texts, sort_by_length=True)
-    done("(b) raw loop, sorted by length", elapsed)
-    done("(c) pipeline() loop", pipeline_loop(texts))
-    with tempfile.TemporaryDirectory() as folder:
-        workdir = Path(folder)
-        pq.write_table(corpus, workdir / "corpus.parquet")
-        jobs = {}
-        for actors in (1, args.threads):
-            jobs[actors] = job(workdir / "corpus.parquet", actors, workdir)
-            print(f"job, {actors} actor(s): {jobs[actors]}", flush=True)
-        agreement = float(np.min(np.sum(job_vectors(workdir / f"out-{args.threads}", ids) * sorted_vectors, axis=1)))
-    best = jobs[args.threads]
-    seconds[f"(d) pipefleet job, {args.threads} actors (end to end)"] = best["wall_s"]
-    seconds[f"(d) pipefleet job, {args.threads} actors (run, as the manifest says)"] = best["run_s"]
-
-    rates = {name: args.rows / s for name, s in seconds.items()}
-    rates[f"(d) pipefleet job, {args.threads} actors (from its first batch)"] = best["steady_rows_per_s"]
-    reference_b, reference_c = rates["(b) raw loop, sorted by length"], rates["(c) pipeline() loop"]
+def report(rows: int, threads: int, result: dict[str, Any]) -> None:
+    rates = result["rows_per_s"]
+    reference_b = rates["(b) raw loop, sorted by length"]
+    reference_e = rates["(e) sentence-transformers fp32, whole process"]
     print_table(
-        f"MiniLM embeddings of {args.rows} mixed-length texts, {args.threads} threads in all",
-        ["contender", "rows/s", "x (c) pipeline", "x (b) sorted raw"],
-        [[name, rate, rate / reference_c, rate / reference_b] for name, rate in rates.items()],
+        f"MiniLM embeddings of {rows} mixed-length texts, {threads} threads in all",
+        ["contender", "rows/s", "x (b) sorted raw", "x (e) sentence-transformers"],
+        [[name, rate, rate / reference_b, rate / reference_e] for name, rate in rates.items()],
     )
-    scaling = {actors: args.rows / result["run_s"] for actors, result in jobs.items()}
-    steady = {actors: result["steady_rows_per_s"] for actors, result in jobs.items()}
+    jobs = result["job"]
+    one, many = jobs["fp32, 1 actor(s)"], jobs[f"fp32, {threads} actor(s)"]
     print_table(
-        "The job, one thread per actor",
-        ["actors", "first batch began s", "rows/s (run)", "x 1 actor", "rows/s from first batch", "x 1 actor"],
+        "The job, float32, one thread per actor",
+        ["actors", "start-up s", "teardown s", "rows/s whole process", "rows/s from first batch"],
         [
-            [
-                actors,
-                jobs[actors]["startup_s"],
-                scaling[actors],
-                scaling[actors] / scaling[1],
-                steady[actors],
-                steady[actors] / steady[1],
-            ]
-            for actors in scaling
+            [actors, job["startup_s"], job["teardown_s"], rows / job["wall_s"], job["steady_rows_per_s"]]
+            for actors, job in ((1, one), (threads, many))
         ],
     )
-    print(f"\njob vs sorted raw loop: lowest cosine similarity of the same row's embeddings {agreement:.6f}")
-    path = save(
-        "batch",
-        {
-            "machine": machine(),
-            "rows": args.rows,
-            "threads": args.threads,
-            "rows_per_s": rates,
-            "job_scaling_rows_per_s": scaling,
-            "job_scaling_steady_rows_per_s": steady,
-            "job": jobs,
-            "lowest_cosine_job_vs_raw": agreement,
-        },
+    print_table(
+        "Lowest cosine against the float32 sorted raw loop",
+        ["contender", "cosine"],
+        list(result["lowest_cosine_vs_fp32_raw"].items()),
     )
-    print(f"written: {path}")
+    if not result["native_bf16"]:
+        print("bfloat16 contenders not run: this CPU has no native bfloat16 (pipefleet refuses it here)")
+
+
+def goals(results: dict[str, Any], threads: int) -> None:
+    """Issue 21's goals, from the runs at hand."""
+    lines = []
+    for rows, result in results.items():
+        rates = result["rows_per_s"]
+        job_rate = rates[f"(d) pipefleet job fp32, {threads} actors, whole process"]
+        peer = rates["(e) sentence-transformers fp32, whole process"]
+        want = 1.0 if int(rows) >= 20_000 else 0.8
+        lines.append(
+            [f"{rows} rows: job >= {want}x sentence-transformers, end to end", job_rate / peer, job_rate >= want * peer]
+        )
+        startup = result["job"][f"fp32, {threads} actor(s)"]["startup_s"]
+        lines.append([f"{rows} rows: start-up to first batch <= 8 s", startup, startup <= 8])
+        accurate = [
+            rates[name]
+            for name in rates
+            if name.startswith("(d) pipefleet job")
+            and "whole process" in name
+            and "fp32" not in name
+            and result["lowest_cosine_vs_fp32_raw"].get("(d) job " + name.split("job ")[1].split(",")[0], 0) >= 0.9999
+        ]
+        if accurate:
+            lines.append(
+                [
+                    f"{rows} rows: best accurate mode >= 2.0x sentence-transformers fp32",
+                    max(accurate) / peer,
+                    max(accurate) >= 2 * peer,
+                ]
+            )
+    print_table("Goals", ["goal", "measured", "met"], lines)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.batch import job_vectors, minilm, pipeline_loop, raw_loop, run_job  # noqa: E402
+from bench.batch import minilm, pipeline_loop, raw_loop, run_job, vectors_of  # noqa: E402
 from bench.report import machine, print_table, save  # noqa: E402
 from examples.make_corpus import make_corpus  # noqa: E402
 
@@ -128,7 +128,7 @@ def text_part(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "compute": {**args.compute, "concurrency": 1, "rows_per_call": 4 * best},
     }
     job = run_job(spec, workdir / "text-spec.json")
-    agreement = float(np.min(np.sum(job_vectors(workdir / "text-out", ids) * vectors, axis=1)))
+    agreement = float(np.min(np.sum(vectors_of(workdir / "text-out", ids) * vectors, axis=1)))
     print(f"text job: {job}; lowest cosine against the raw loop {agreement:.4f}", flush=True)
     return {"raw_rows_per_s": raw, "best_batch": best, "pipeline_rows_per_s": plain, "job": job, "cosine": agreement}
 

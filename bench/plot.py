@@ -18,14 +18,16 @@ from bench.report import RESULTS  # noqa: E402
 def plot_batch(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    names = list(results["rows_per_s"])
-    rates = [results["rows_per_s"][n] for n in names]
-    figure, axis = plt.subplots(figsize=(8, 3.6))
-    axis.barh(names[::-1], rates[::-1], color="#4c72b0")
-    for y, rate in enumerate(rates[::-1]):
-        axis.text(rate, y, f" {rate:,.0f}", va="center")
-    axis.set_xlabel("rows/s (higher is better)")
-    axis.set_title(f"MiniLM embeddings, {results['rows']:,} texts, {results['threads']} CPU threads")
+    sizes = sorted(results["sizes"], key=int)
+    figure, axes = plt.subplots(1, len(sizes), figsize=(7 * len(sizes), 3.8), squeeze=False)
+    for axis, size in zip(axes[0], sizes):
+        rates = results["sizes"][size]["rows_per_s"]
+        names = list(rates)
+        axis.barh(names[::-1], [rates[n] for n in names][::-1], color="#4c72b0")
+        for y, name in enumerate(names[::-1]):
+            axis.text(rates[name], y, f" {rates[name]:,.0f}", va="center")
+        axis.set_xlabel("rows/s (higher is better)")
+        axis.set_title(f"MiniLM embeddings, {int(size):,} texts, {results['threads']} CPU threads")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
