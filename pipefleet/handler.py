@@ -196,13 +196,14 @@ class TaskHandler(ABC):
     # ---- parameters: checked once per call -----------------------------------------------
 
     @classmethod
-    def check_params(cls, params: Params) -> None:
-        """Raise :class:`BadParameter` naming any parameter this task does not take, or a wrong value."""
+    def check_params(cls, params: Params) -> dict[str, Any]:
+        """The parameters as their checks normalise them; :class:`BadParameter` naming any parameter this task
+        does not take, or a wrong value."""
         unknown = sorted(set(params) - set(cls.parameters))
         if unknown:
             accepted = ", ".join(sorted(cls.parameters)) or "none"
             raise BadParameter(f"unknown parameter(s) for {cls.task}: {', '.join(unknown)}; accepted: {accepted}")
-        check_values(cls.parameters, params)
+        return check_values(cls.parameters, params)
 
     def resolve(self, overrides: Params | None = None) -> StageParams:
         """A call's parameters over the spec's, checked once and split by stage.
@@ -210,9 +211,8 @@ class TaskHandler(ABC):
         Raises :class:`BadParameter` for a parameter the task does not take or a value of the wrong
         type, and :class:`BadInput` for a value the pipeline itself rejects.
         """
-        if overrides:
-            self.check_params(overrides)
-        call = {**self.spec.params, **(overrides or {})}
+        overrides = self.check_params(overrides) if overrides else {}
+        call = {**check_values(self.parameters, self.spec.params), **overrides}
         own = {name for name in call if self.parameters[name].own}
         try:
             stages = self.pipeline_stages({k: v for k, v in call.items() if k not in own})

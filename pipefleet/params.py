@@ -17,7 +17,7 @@ from typing import Any
 from pipefleet.errors import BadParameter
 
 Params = Mapping[str, Any]
-Check = Callable[[str, Any], None]
+Check = Callable[[str, Any], Any]  # (name, value) -> the value, normalised; raises BadParameter
 
 PIPELINE = "pipeline"  # the pipeline's own parameter: the pipeline says which stage takes it
 STAGES = ("preprocess", "forward", "postprocess")
@@ -54,10 +54,13 @@ def as_params(declared: Mapping[str, Check | Param]) -> dict[str, Param]:
     return {name: value if isinstance(value, Param) else Param(value) for name, value in declared.items()}
 
 
-def _accepting(accepts: Callable[[Any], bool], wants: str, schema: dict[str, Any]) -> Check:
-    def check(name: str, value: Any) -> None:
+def _accepting(
+    accepts: Callable[[Any], bool], wants: str, schema: dict[str, Any], normal: Callable[[Any], Any] | None = None
+) -> Check:
+    def check(name: str, value: Any) -> Any:
         if not accepts(value):
             raise BadParameter(f"parameter {name}: {wants}, got {value!r:.60}")
+        return normal(value) if normal is not None else value
 
     check.schema = {**schema, "description": wants}  # type: ignore[attr-defined]
     return check
@@ -73,13 +76,19 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_integer(value: Any) -> bool:
+    """An int, or a float with no fraction: JSON clients (and JavaScript) may send 3 as 3.0."""
+    return _is_number(value) and float(value).is_integer()
+
+
 def integer(minimum: int = 0, nullable: bool = False) -> Check:
     wants = f"an integer >= {minimum}" + (" or null" if nullable else "")
     schema = {"type": ["integer", "null"] if nullable else "integer", "minimum": minimum}
     return _accepting(
-        lambda v: (v is None and nullable) or (isinstance(v, int) and not isinstance(v, bool) and v >= minimum),
+        lambda v: (v is None and nullable) or (_is_integer(v) and v >= minimum),
         wants,
         schema,
+        normal=lambda v: v if v is None else int(v),
     )
 
 
@@ -136,10 +145,9 @@ def mapping() -> Check:
     return _accepting(lambda v: isinstance(v, dict), "an object", {"type": "object"})
 
 
-def check_values(declared: Mapping[str, Param], params: Mapping[str, Any]) -> None:
-    """Run the check of each given parameter."""
-    for name, value in params.items():
-        declared[name].check(name, value)
+def check_values(declared: Mapping[str, Param], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Each given parameter's value once its check passed, as the check normalises it (``3.0`` -> ``3``)."""
+    return {name: declared[name].check(name, value) for name, value in params.items()}
 
 
 def params_key(params: Mapping[str, Any]) -> str:
