@@ -67,6 +67,8 @@ class Capabilities:
     display: str = "json"  # how a person reads the output: one of DISPLAYS
     streaming: bool = False  # stream() yields pieces of one answer (text as it is generated)
     chunked: bool = False  # one input may become several model inputs (windows, chunks, label pairs)
+    # The OpenAI-style routes a model of this task answers beside its own: "embeddings", "rerank".
+    apis: tuple[str, ...] = ()
     media: str | None = None
 
 
@@ -185,6 +187,17 @@ class TaskHandler(ABC):
         legacy single-input shape.
         """
         return output
+
+    @classmethod
+    def task_spec_answer(cls, outputs: list[Any], inputs: list[Any], single: bool, call_params: Params) -> Any:
+        """The answer to a call in the shape of Hugging Face's task specification (what
+        ``huggingface_hub.InferenceClient`` parses). The default is what ``pipeline()`` answers; a task
+        whose specification differs says how (a documented transform of the pipeline's answer)."""
+        return cls.single_output(outputs[0], inputs[0], call_params) if single else outputs
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens each text is, for the usage that OpenAI-style answers report (0 without a tokenizer)."""
+        return [0] * len(texts)
 
     @classmethod
     def readable(cls, output: Any, value: Any = None) -> Any:

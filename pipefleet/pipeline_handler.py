@@ -60,6 +60,12 @@ class PipelineHandler(TaskHandler):
         described = precision.describe(self.spec, self.pipe.model, self.device)
         return {**identity, **model_identity(self.pipe, self.spec), "precision": described}
 
+    def token_counts(self, texts: Any) -> list[int]:
+        tokenizer = getattr(self.pipe, "tokenizer", None)
+        if tokenizer is None:
+            return super().token_counts(texts)
+        return [len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"]]
+
     def pipeline_stages(self, params: Params) -> tuple[dict, dict, dict]:
         return hf_stages.sanitize(self.pipe, params)
 

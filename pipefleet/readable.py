@@ -28,6 +28,8 @@ def readable(display: str, output: Any, value: Any = None) -> Any:
 def _labels(output: Any, value: Any) -> dict[str, float]:
     if isinstance(value, dict) and isinstance(value.get("sentences"), list):  # a score per sentence
         return dict(zip(value["sentences"], output))
+    if isinstance(value, dict) and isinstance(value.get("texts"), list):  # ranked texts: [{index, score}]
+        return {value["texts"][row["index"]]: row["score"] for row in output}
     rows = output if isinstance(output, list) else [output]
     if isinstance(output, dict) and "labels" in output:  # zero-shot: {sequence, labels, scores}
         return dict(zip(output["labels"], output["scores"]))

@@ -19,7 +19,15 @@ from pipefleet.spec import Spec, parse_spec
 from serve.errors import MethodNotAllowed, RouteNotFound, error_response
 from serve.route import ALL_METHODS, ROUTE_DEPLOYMENT
 
-INDEX_PATHS = {"/": "GET", "/-/stats": "GET", "/openapi.json": "GET", "/docs": "GET"}
+INDEX_PATHS = {
+    "/": "GET",
+    "/-/stats": "GET",
+    "/openapi.json": "GET",
+    "/docs": "GET",
+    "/v1/embeddings": "POST",
+    "/v1/rerank": "POST",
+    "/v1/models": "GET",
+}
 
 
 @dataclass
@@ -61,6 +69,7 @@ class Index:
         """The index's HTTP app, with the demo page mounted when a spec asks for it (Serve calls it)."""
         from fastapi import FastAPI
 
+        from serve.openai import mount_openai
         from serve.openapi import endpoint_openapi
 
         app = FastAPI(title="pipefleet", description="Hugging Face pipelines served by Ray Serve.")
@@ -88,6 +97,7 @@ class Index:
                 return error_response(MethodNotAllowed(f"{request.method} {path}: this path takes {known}"))
             return error_response(RouteNotFound(f"no route {path}; routes: {', '.join(sorted(self.routes))}"))
 
+        mount_openai(app, self.routes)
         app.add_api_route("/{path:path}", elsewhere, methods=ALL_METHODS, include_in_schema=False)
 
         shown = [route for route in self.routes.values() if route.spec.serve.demo]

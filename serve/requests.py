@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pipefleet.params import StageParams
 
 _TOP_LEVEL_KEYS = {"inputs", "parameters", "stream", "options"}
+_FILE_TYPES = ("image/", "audio/", "video/", "application/octet-stream")  # a media task's raw file
 _URL = re.compile(r"^(https?|ftp|s3|gs|file)://", re.IGNORECASE)
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
 
@@ -36,6 +37,7 @@ class Call:
     parameters: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
     resolved: "StageParams | None" = None
+    shape: str = "task"  # the answer's shape: the task specification's, or pipeline()'s (?shape=pipeline)
 
 
 def check_auth(header: str | None, token: str | None) -> None:
@@ -59,15 +61,40 @@ def check_declared_size(content_length: str | None, max_bytes: int) -> None:
         raise BodyTooLarge(f"request body of {size} bytes is over the limit of {max_bytes} bytes")
 
 
-def parse_json_body(body: bytes) -> Call:
-    """``{"inputs": ..., "parameters": {...}, "stream": false}`` -> :class:`Call`."""
+def parse_body(content_type: str | None, body: bytes, handler: "type[TaskHandler] | None" = None) -> Call:
+    """A JSON body, or for a media task a raw file (``image/*``, ``audio/*``, ``video/*``,
+    ``application/octet-stream``, or no content type and a body that is not JSON), as
+    ``huggingface_hub.InferenceClient`` posts an image or a recording without parameters."""
+    media = handler.capabilities.media if handler is not None else None
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if media and (kind.startswith(_FILE_TYPES) or (not kind and not _looks_like_json(body))):
+        if not body:
+            raise BadInput(f"the {media} file is empty (0 bytes)")
+        return Call([body], True)
+    return parse_json_body(body, handler)
+
+
+def _looks_like_json(body: bytes) -> bool:
+    return body.lstrip()[:1] in (b"{", b"[", b'"')
+
+
+def parse_json_body(body: bytes, handler: "type[TaskHandler] | None" = None) -> Call:
+    """``{"inputs": ..., "parameters": {...}, "stream": false}`` -> :class:`Call`.
+
+    As the Hugging Face task specifications allow, a task's parameter may also stand at the top
+    level (feature-extraction's ``normalize``, ``truncate``), and so may its named inputs beside
+    ``inputs`` (visual-question-answering's ``question``); a named input given in ``parameters``
+    (document-question-answering's ``word_boxes``) joins the input too.
+    """
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise MalformedRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise MalformedRequest(f'request body must be a JSON object {{"inputs": ...}}, got {type(payload).__name__}')
-    unknown = sorted(set(payload) - _TOP_LEVEL_KEYS)
+    parameter_names = set(handler.parameters) if handler is not None else set()
+    input_names = set(handler.input_names()) if handler is not None else set()
+    unknown = sorted(set(payload) - _TOP_LEVEL_KEYS - parameter_names - input_names)
     if unknown:
         raise MalformedRequest(f"unknown key(s) {unknown} in the body; use inputs, parameters, stream")
     if "inputs" not in payload:
@@ -78,7 +105,19 @@ def parse_json_body(body: bytes) -> Call:
     stream = payload.get("stream", False)
     if not isinstance(stream, bool):
         raise MalformedRequest('"stream" must be true or false')
+    parameters = {
+        **parameters,
+        **{k: v for k, v in payload.items() if k in parameter_names and k not in _TOP_LEVEL_KEYS},
+    }
+    named = {k: v for k, v in payload.items() if k in input_names and k not in parameter_names}
+    named |= {k: parameters.pop(k) for k in list(parameters) if k in input_names and k not in parameter_names}
     inputs, single = split_inputs(payload["inputs"])
+    if named:
+        if not single:
+            raise MalformedRequest(f"{', '.join(sorted(named))} beside a list of inputs: give each input as an object")
+        main = handler.input_names()[0]
+        first = inputs[0] if isinstance(inputs[0], dict) else {main: inputs[0]}
+        inputs = [{**first, **named}]
     return Call(inputs, single, parameters, stream)
 
 

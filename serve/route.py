@@ -19,6 +19,7 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from ray import serve
@@ -39,9 +40,12 @@ from serve.errors import (
     error_response,
     status_of,
 )
-from serve.requests import Call, check_auth, check_declared_size, checked_call, parse_json_body, parse_multipart
+from serve.requests import Call, check_auth, check_declared_size, checked_call, parse_body, parse_multipart
+from serve.streams import tgi_events
 
 ROUTE_DEPLOYMENT = "route"  # the deployment's name inside each route's application
+SHAPES = ("task", "pipeline")  # ?shape=: Hugging Face's task specification (the default), or pipeline()'s
+FILE_TYPES = {"audio": "audio/wav", "image": "image/png"}  # answers that are a file, by the task's display
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -133,7 +137,16 @@ class RouteServer:
             if call.stream:
                 return StreamingResponse(self._events(call), media_type="text/event-stream")
             outputs = await self.outputs(call, started)
-            answer = self.handler.single_output(outputs[0], call.inputs[0], call.parameters) if call.single else outputs
+            if call.shape == "pipeline":
+                answer = (
+                    self.handler.single_output(outputs[0], call.inputs[0], call.parameters) if call.single else outputs
+                )
+            else:
+                answer = self.handler.task_spec_answer(outputs, call.inputs, call.single, call.parameters)
+            if isinstance(answer, bytes):  # a file: text-to-speech's audio, as the task specification answers it
+                return Response(
+                    answer, media_type=FILE_TYPES.get(self.handler.capabilities.display, "application/octet-stream")
+                )
             return Response(json_bytes(answer), media_type="application/json")
         except Exception as exc:  # noqa: BLE001 - every failure gets a JSON answer with its status
             self._count("errors", 1)
@@ -142,12 +155,15 @@ class RouteServer:
     async def _read(self, request: Any) -> Call:
         check_auth(request.headers.get("authorization"), self.token)
         check_declared_size(request.headers.get("content-length"), self.max_bytes)
-        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if content_type == "multipart/form-data":
+        content_type = request.headers.get("content-type")
+        if (content_type or "").split(";")[0].strip().lower() == "multipart/form-data":
             call = parse_multipart(await _read_form(request, self.max_bytes))
-        else:  # JSON, whatever the header says: `curl -d` sends form-urlencoded by default
-            call = parse_json_body(await _read_limited(request, self.max_bytes))
-        return checked_call(self.handler, call)
+        else:  # JSON whatever the header says (`curl -d` sends form-urlencoded), or a media task's raw file
+            call = parse_body(content_type, await _read_limited(request, self.max_bytes), type(self.handler))
+        shape = request.query_params.get("shape", "task")
+        if shape not in SHAPES:
+            raise MalformedRequest(f"shape {shape!r}: use task (the task specification's answer) or pipeline")
+        return checked_call(self.handler, replace(call, shape=shape))
 
     async def outputs(self, call: Call, started: float) -> list[Any]:
         """One output per input, batched with the rest of the replica's traffic; raises when a row failed.
@@ -168,13 +184,10 @@ class RouteServer:
         return outcomes
 
     async def _events(self, call: Call) -> AsyncIterator[str]:
-        try:
-            async for piece in self.stream(call):
-                yield f"data: {json.dumps({'token': piece})}\n\n"
-        except Exception as exc:  # noqa: BLE001 - the status is sent already: report in the stream
-            self._count("errors", 1)
-            yield f"data: {json.dumps({'error': str(exc)})}\n\n"
-        yield "data: [DONE]\n\n"
+        async for event in tgi_events(self.stream(call), call.resolved.call):
+            if event.startswith('data: {"error"'):
+                self._count("errors", 1)
+            yield event
 
     def _count(self, name: str, amount: int) -> None:
         self.counts[name] += amount
@@ -186,7 +199,7 @@ class RouteServer:
         self.batch_sizes.append(rows)
         self.batch_rows.observe(rows, tags=self.tags)
 
-    async def stream(self, call: Call) -> AsyncIterator[str]:
+    async def stream(self, call: Call) -> AsyncIterator[Any]:
         """Pieces of one input's answer as the handler produces them (its stream runs in a thread)."""
         pieces = self.handler.stream(call.inputs[0], call.resolved)
         while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
@@ -206,14 +219,30 @@ class RouteServer:
             self._count("errors", 1)
             return _problem(exc)
 
+    async def api_call(self, inputs: list[Any], parameters: dict[str, Any], token: str | None) -> dict[str, Any]:
+        """Inputs from the index's OpenAI-style routes through this route's checks and batches:
+        ``{"outputs", "tokens"}`` (each input's token count, for the usage), or ``{"error", "status", ...}``."""
+        self._count("requests", 1)
+        self._count("rows", len(inputs))
+        try:
+            check_auth(f"Bearer {token}" if token else None, self.token)
+            call = checked_call(self.handler, Call(list(inputs), False, parameters))
+            outputs = await self.outputs(call, time.monotonic())
+            texts = [value for value in inputs if isinstance(value, str)]
+            ids = sum(len(value) for value in inputs if isinstance(value, list))  # inputs given as token ids
+            return {"outputs": outputs, "tokens": sum(self.handler.token_counts(texts)) + ids}
+        except Exception as exc:  # noqa: BLE001 - the index answers in the caller's protocol
+            self._count("errors", 1)
+            return _problem(exc)
+
     async def demo_stream(self, text: Any, parameters: dict[str, Any], token: str | None) -> AsyncIterator[dict]:
         """Generated text pieces for the demo page (``{"token"}``), or one ``{"error", "status"}``."""
         self._count("requests", 1)
         try:
             check_auth(f"Bearer {token}" if token else None, self.token)
             call = checked_call(self.handler, Call([text], True, parameters, stream=True))
-            async for piece in self.stream(call):
-                yield {"token": piece}
+            async for token in self.stream(call):
+                yield {"token": token.text}
         except Exception as exc:  # noqa: BLE001
             self._count("errors", 1)
             yield _problem(exc)
@@ -234,8 +263,8 @@ class RouteServer:
 
 
 def _problem(exc: BaseException) -> dict[str, Any]:
-    """An error as the demo page shows it: the API's message and status."""
-    return {**error_body(error_message(exc)), "status": status_of(exc)}
+    """An error as the demo page and the index's OpenAI-style routes show it: the API's message and status."""
+    return {**error_body(error_message(exc), **getattr(exc, "details", {})), "status": status_of(exc)}
 
 
 async def _read_limited(request: Any, max_bytes: int) -> bytes:

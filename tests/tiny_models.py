@@ -119,6 +119,13 @@ def _text_classification(folder: Path):
     return tf.BertForSequenceClassification(_bert_config(**_labels(SENTIMENT_LABELS))), [_wordpiece()]
 
 
+def _text_ranking(folder: Path):
+    """A tiny cross-encoder: one relevance logit for a (query, text) pair, as ms-marco rerankers have."""
+    import transformers as tf
+
+    return tf.BertForSequenceClassification(_bert_config(num_labels=1)), [_wordpiece()]
+
+
 def _zero_shot(folder: Path):
     import transformers as tf
 
@@ -545,6 +552,7 @@ BUILDERS: dict[str, Callable[[Path], tuple[Any, list[Any]]]] = {
     "fill-mask": _fill_mask,
     "feature-extraction": _feature_extraction,
     "sentence-similarity": _feature_extraction,  # the same encoder, pooled and compared
+    "text-ranking": _text_ranking,
     "text-generation": _text_generation,
     "image-classification": _image_classification,
     "image-feature-extraction": _image_feature_extraction,

@@ -6,6 +6,7 @@ from pipefleet.tasks import (  # noqa: F401
     embeddings,
     generation,
     multimodal,
+    ranking,
     removed_in_v5,
     similarity,
     text,

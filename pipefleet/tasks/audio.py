@@ -125,6 +125,11 @@ class TextToAudioHandler(PipelineHandler):
     def preprocess(self, value: Any, params: Params) -> list[Any]:
         return super().preprocess(require_text(value, self.task, max_chars=self.spec.max_input_chars), params)
 
+    @classmethod
+    def task_spec_answer(cls, outputs: list[Any], inputs: list[Any], single: bool, call_params: Params) -> Any:
+        # The specification answers one text with the audio file itself (WAV); a list, as pipeline() does.
+        return outputs[0]["audio"] if single else outputs
+
     def postprocess(self, outputs: list[Any], value: Any, params: Params) -> Any:
         output = super().postprocess(outputs, value, params)
         return {"audio": wav_bytes(output["audio"], output["sampling_rate"]), "sampling_rate": output["sampling_rate"]}

@@ -42,6 +42,12 @@ SPAN_ANSWER_PARAMS = {
 SPAN_ANSWER = pa.struct([("score", pa.float64()), ("answer", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
 
 
+# A tokenizer's truncation and padding: true or false, or a strategy (the Hugging Face task specifications'
+# names; tokenizers take them as they are).
+TRUNCATION = P.flag_or_choice("longest_first", "only_first", "only_second", "do_not_truncate")
+PADDING = P.flag_or_choice("longest", "max_length", "do_not_pad")
+
+
 def require_text(value: Any, task: str, what: str = "input", max_chars: int | None = None) -> str:
     """``value`` if it is a non-empty string of at most ``max_chars`` characters, else BadInput naming the problem."""
     if value is None:

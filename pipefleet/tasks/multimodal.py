@@ -15,7 +15,7 @@ from pipefleet.handler import Capabilities, Input, Params
 from pipefleet.media import to_image
 from pipefleet.pipeline_handler import PipelineHandler
 from pipefleet.registry import register
-from pipefleet.tasks.common import LABEL_SCORE, SPAN_ANSWER, SPAN_ANSWER_PARAMS, require_text, row_fields
+from pipefleet.tasks.common import LABEL_SCORE, PADDING, SPAN_ANSWER, SPAN_ANSWER_PARAMS, require_text, row_fields
 
 
 @register
@@ -100,7 +100,7 @@ class TableQuestionAnsweringHandler(PipelineHandler):
 
     task = "table-question-answering"
     inputs = (Input("table", "table"), Input("query"))
-    parameters = {"sequential": P.boolean(), "padding": P.boolean(), "truncation": P.flag_or_choice("drop_rows_to_fit")}
+    parameters = {"sequential": P.boolean(), "padding": PADDING, "truncation": P.flag_or_choice("drop_rows_to_fit")}
     output_column = "answer"
     capabilities = Capabilities(display="json")
 

@@ -13,12 +13,13 @@ import pyarrow as pa
 
 from pipefleet import hf_stages
 from pipefleet import params as P
-from pipefleet.errors import BadInput
+from pipefleet.errors import BadInput, BadParameter
 from pipefleet.handler import Capabilities, Input, Params, TaskHandler
 from pipefleet.media import to_image
+from pipefleet.params import as_params, check_values
 from pipefleet.pipeline_handler import PipelineHandler
 from pipefleet.registry import register
-from pipefleet.tasks.common import GENERATE_PARAMS, SPAN_ANSWER_PARAMS, require_text, row_fields
+from pipefleet.tasks.common import GENERATE_PARAMS, PADDING, SPAN_ANSWER_PARAMS, TRUNCATION, require_text, row_fields
 
 _SPAN = pa.struct([("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()), ("answer", pa.string())])
 _SEQ2SEQ_PARAMS = {
@@ -26,7 +27,9 @@ _SEQ2SEQ_PARAMS = {
     "min_length": P.integer(0),
     "early_stopping": P.boolean(),
     "clean_up_tokenization_spaces": P.boolean(),
-    "truncation": P.boolean(),
+    "truncation": TRUNCATION,
+    # The task specifications' name for generate()'s parameters, nested: {"generate_parameters": {...}}.
+    "generate_parameters": P.mapping(),
 }
 
 
@@ -89,6 +92,15 @@ class SummarizationHandler(PortedHandler):
 
     def preprocess(self, value: Any, params: Params) -> list[Any]:
         return super().preprocess(self.text(value), params)
+
+    def pipeline_stages(self, params: Params) -> tuple[dict, dict, dict]:
+        # {"generate_parameters": {...}} (as the task specifications nest them) joins the other parameters.
+        params = dict(params)
+        nested = params.pop("generate_parameters", None) or {}
+        unknown = sorted(set(nested) - set(GENERATE_PARAMS))
+        if unknown:
+            raise BadParameter(f"unknown generate_parameters for {self.task}: {', '.join(unknown)}")
+        return super().pipeline_stages({**params, **check_values(as_params(GENERATE_PARAMS), nested)})
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.list_(pa.struct([(self.record, pa.string())]))
@@ -159,8 +171,8 @@ class VisualQuestionAnsweringHandler(PortedHandler):
     inputs = (Input("image", "image"), Input("question"))
     parameters = {
         "top_k": P.integer(1),
-        "padding": P.boolean(),
-        "truncation": P.boolean(),
+        "padding": PADDING,
+        "truncation": TRUNCATION,
         "timeout": P.number(0),
         "max_new_tokens": P.integer(1),
         "num_beams": P.integer(1),

@@ -36,7 +36,7 @@ class SentenceSimilarityHandler(FeatureExtractionHandler):
         "max_length": P.staged(P.integer(1), "preprocess"),
     }
     output_column = "similarity"
-    capabilities = Capabilities(display="labels", chunked=True)
+    capabilities = Capabilities(display="labels", chunked=True)  # no /v1/embeddings: its answers are scores
 
     def preprocess(self, value: Any, params: Params) -> list[Any]:
         row = row_fields(value, self.task, self.input_names())

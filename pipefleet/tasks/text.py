@@ -12,9 +12,9 @@ from pipefleet.errors import BadInput
 from pipefleet.handler import Capabilities, Input, Params
 from pipefleet.pipeline_handler import PipelineHandler
 from pipefleet.registry import register
-from pipefleet.tasks.common import LABEL_SCORE, require_text, row_labels
+from pipefleet.tasks.common import LABEL_SCORE, PADDING, TRUNCATION, require_text, row_labels
 
-_TOKENIZER_PARAMS = {"truncation": P.boolean(), "max_length": P.integer(1), "padding": P.boolean()}
+_TOKENIZER_PARAMS = {"truncation": TRUNCATION, "max_length": P.integer(1), "padding": PADDING}
 
 
 class TextHandler(PipelineHandler):
@@ -57,6 +57,11 @@ class TextClassificationHandler(TextHandler):
     def single_output(cls, output: Any, raw: Any, call_params: Params) -> Any:
         # pipeline("one text") wraps its answer in a list unless the call names top_k.
         return [output] if isinstance(raw, str) and "top_k" not in call_params else output
+
+    @classmethod
+    def task_spec_answer(cls, outputs: list[Any], inputs: list[Any], single: bool, call_params: Params) -> Any:
+        # The specification answers a list of {label, score} per input, always: [[...]] for one text.
+        return [output if isinstance(output, list) else [output] for output in outputs]
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         # pipeline() returns one {label, score} per text unless top_k is given, then a list.
@@ -105,6 +110,15 @@ class ZeroShotClassificationHandler(TextHandler):
     def preprocess(self, value: Any, params: Params) -> list[Any]:
         text, labels = row_labels(value, params, "text", self.task)
         return super().preprocess(text, {**params, "candidate_labels": labels})
+
+    @classmethod
+    def task_spec_answer(cls, outputs: list[Any], inputs: list[Any], single: bool, call_params: Params) -> Any:
+        # The specification answers [{label, score}, ...] (highest first) where pipeline() answers
+        # {sequence, labels, scores}.
+        answers = [
+            [{"label": label, "score": score} for label, score in zip(o["labels"], o["scores"])] for o in outputs
+        ]
+        return answers[0] if single else answers
 
     def arrow_type(self, params: Params, inputs: Sequence[str] = ()) -> pa.DataType:
         return pa.struct(
