@@ -189,6 +189,11 @@ class TaskHandler(ABC):
         return output
 
     @classmethod
+    def task_spec_params(cls, call_params: Params) -> dict[str, Any]:
+        """A call's parameters with the task specification's defaults where they differ from ``pipeline()``'s."""
+        return dict(call_params)
+
+    @classmethod
     def task_spec_answer(cls, outputs: list[Any], inputs: list[Any], single: bool, call_params: Params) -> Any:
         """The answer to a call in the shape of Hugging Face's task specification (what
         ``huggingface_hub.InferenceClient`` parses). The default is what ``pipeline()`` answers; a task

@@ -93,7 +93,8 @@ def parse_json_body(body: bytes, handler: "type[TaskHandler] | None" = None) -> 
     if not isinstance(payload, dict):
         raise MalformedRequest(f'request body must be a JSON object {{"inputs": ...}}, got {type(payload).__name__}')
     parameter_names = set(handler.parameters) if handler is not None else set()
-    input_names = set(handler.input_names()) if handler is not None else set()
+    # Named inputs stand beside "inputs", never instead of it: {"text": ...} alone is a mistake to name.
+    input_names = set(handler.input_names()) if handler is not None and "inputs" in payload else set()
     unknown = sorted(set(payload) - _TOP_LEVEL_KEYS - parameter_names - input_names)
     if unknown:
         raise MalformedRequest(f"unknown key(s) {unknown} in the body; use inputs, parameters, stream")

@@ -163,6 +163,8 @@ class RouteServer:
         shape = request.query_params.get("shape", "task")
         if shape not in SHAPES:
             raise MalformedRequest(f"shape {shape!r}: use task (the task specification's answer) or pipeline")
+        if shape == "task":
+            call = replace(call, parameters=self.handler.task_spec_params(call.parameters))
         return checked_call(self.handler, replace(call, shape=shape))
 
     async def outputs(self, call: Call, started: float) -> list[Any]:

@@ -1,6 +1,7 @@
 """Test tiers by folder, and the shared fixtures: tiny models built once per session, the real MiniLM, handlers.
 
-Each test is marked with its folder's tier: ``unit`` (no Ray, no Serve), ``jobs``, ``serve``,
+Each test is marked with its folder's tier: ``unit`` (no Ray, no Serve), ``jobs``, ``serve``, ``clients``
+(the endpoint driven by huggingface_hub's InferenceClient and the openai SDK),
 ``reliability``, ``cluster`` (several Ray nodes on one machine) and ``gpu`` (a CUDA GPU). A bare
 ``pytest`` runs the unit tier; ``pytest --tier jobs,serve`` the named ones, ``--tier all`` every
 tier (the gpu tier only where CUDA is present: elsewhere it is left out, and the summary says so).
@@ -17,7 +18,7 @@ import pytest
 
 from tests.tiny_models import build_tiny_model, minilm_path
 
-TIERS = ("unit", "jobs", "serve", "reliability", "cluster", "gpu")
+TIERS = ("unit", "jobs", "serve", "clients", "reliability", "cluster", "gpu")
 TESTS = Path(__file__).resolve().parent
 
 

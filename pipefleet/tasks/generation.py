@@ -93,6 +93,11 @@ class TextGenerationHandler(PipelineHandler):
             record["details"] = _details(self.pipe.tokenizer, output, scores, index, params)
         return records
 
+    @classmethod
+    def task_spec_params(cls, call_params: Params) -> dict[str, Any]:
+        # TGI answers the continuation alone unless asked; pipeline() puts the prompt before it.
+        return {"return_full_text": False, **call_params}
+
     def _prompt(self, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return as_chat(value, self.task)

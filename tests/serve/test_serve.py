@@ -13,6 +13,7 @@ import httpx
 import pytest
 from transformers import pipeline
 
+from pipefleet.registry import handler_class
 from tests.oracle import assert_matches
 from tests.support import running_endpoint
 from tests.unit.test_text_handlers import MASKED, TEXTS
@@ -104,6 +105,11 @@ def post(client: httpx.Client, route: str, inputs, **body) -> httpx.Response:
     return client.post(route, json={"inputs": inputs, **body})
 
 
+def as_pipeline(route: str) -> str:
+    """The route answering in pipeline()'s shape (its default is the Hugging Face task specification's)."""
+    return route + "?shape=pipeline"
+
+
 @pytest.mark.parametrize(
     ("route", "task", "params", "inputs"),
     [
@@ -124,11 +130,17 @@ def post(client: httpx.Client, route: str, inputs, **body) -> httpx.Response:
 def test_http_equals_pipeline(endpoint, tiny_model, route, task, params, inputs):
     oracle = pipeline(task, model=tiny_model(task))
     override = {k: v for k, v in params.items() if route != "/zero-shot" or k != "candidate_labels" or v[0] == "art"}
-    many = post(endpoint, route, inputs, parameters=override)
+    many = post(endpoint, as_pipeline(route), inputs, parameters=override)
     assert many.status_code == 200, many.text
     assert_matches(many.json(), oracle(list(inputs), **params))
-    one = post(endpoint, route, inputs[0], parameters=override)
+    one = post(endpoint, as_pipeline(route), inputs[0], parameters=override)
     assert_matches(one.json(), oracle(inputs[0], **params))
+    # By default the answer is the task specification's: the documented transform of pipeline()'s.
+    spec_shape = handler_class(task).task_spec_answer
+    rows = oracle(list(inputs), **handler_class(task).task_spec_params(params))
+    assert_matches(post(endpoint, route, inputs, parameters=override).json(), spec_shape(rows, inputs, False, params))
+    expected = spec_shape(rows[:1], inputs[:1], True, params)
+    assert_matches(post(endpoint, route, inputs[0], parameters=override).json(), expected)
 
 
 def test_http_equals_job_output(endpoint, local_ray, tiny_model, tmp_path):
@@ -174,7 +186,7 @@ def test_concurrent_requests_share_batches_and_keep_their_parameters(endpoint, t
 
     def call(job):
         text, params = job
-        return post(endpoint, "/classify", text, parameters=params).json()
+        return post(endpoint, as_pipeline("/classify"), text, parameters=params).json()
 
     with ThreadPoolExecutor(max_workers=24) as pool:
         answers = list(pool.map(call, jobs))
@@ -270,7 +282,7 @@ def test_streaming_tokens_concatenate_to_the_generated_text(endpoint):
         assert reply.headers["content-type"].startswith("text/event-stream")
         for line in reply.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
-                pieces.append(json.loads(line[6:])["token"])
+                pieces.append(json.loads(line[6:])["token"]["text"])  # TGI's events
     assert len(pieces) > 1
     assert "".join(pieces).strip() == full[0]["generated_text"].strip()
 
