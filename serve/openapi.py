@@ -171,6 +171,7 @@ def endpoint_openapi(specs: list[Spec]) -> dict[str, Any]:
         },
     }
     paths.update({spec.route: route_operation(spec) for spec in specs})
+    paths.update(_openai_paths(specs))
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "pipefleet", "version": "1", "description": "Hugging Face pipelines served by Ray Serve."},
@@ -179,3 +180,65 @@ def endpoint_openapi(specs: list[Spec]) -> dict[str, Any]:
     if any(spec.serve.auth_token_env for spec in specs):
         document["components"] = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
     return document
+
+
+_OPENAI_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {"message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": "integer"}},
+        }
+    },
+}
+
+
+def _openai_paths(specs: list[Spec]) -> dict[str, Any]:
+    """The OpenAI-style routes the index answers for these specs (see :mod:`serve.openai`)."""
+    from pipefleet.registry import handler_class
+
+    apis = {api for spec in specs for api in handler_class(spec.task).capabilities.apis}
+    errors = {
+        status: {"description": when, "content": {"application/json": {"schema": _OPENAI_ERROR}}}
+        for status, when in ERROR_STATUSES.items()
+    }
+    bodies = {
+        "embeddings": {
+            "type": "object",
+            "required": ["input"],
+            "properties": {
+                "input": {"description": "a string, a list of strings, or token ids of the model's tokenizer"},
+                "model": {"type": "string"},
+                "encoding_format": {"enum": ["float", "base64"]},
+                "dimensions": {"type": "integer", "minimum": 1},
+                "user": {"type": "string"},
+            },
+        },
+        "rerank": {
+            "type": "object",
+            "required": ["query", "documents"],
+            "properties": {
+                "query": {"type": "string"},
+                "documents": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "top_n": {"type": "integer", "minimum": 1},
+                "return_documents": {"type": "boolean"},
+                "raw_scores": {"type": "boolean"},
+                "model": {"type": "string"},
+            },
+        },
+    }
+    paths: dict[str, Any] = {}
+    for api in sorted(apis):
+        paths[f"/v1/{api}"] = {
+            "post": {
+                "summary": f"OpenAI-style {api}",
+                "operationId": f"v1_{api}",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": bodies[api]}}},
+                "responses": {"200": {"description": f"the {api}"}, **errors},
+            }
+        }
+    if apis:
+        paths["/v1/models"] = {
+            "get": {"summary": "the models behind /v1", "responses": {"200": {"description": "the models"}}}
+        }
+    return paths

@@ -37,3 +37,13 @@ def test_parameter_schemas_say_what_each_parameter_takes():
     assert parameters["function_to_apply"]["enum"] == ["sigmoid", "softmax", "none"]
     answer = document["paths"]["/classify"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert answer["anyOf"][0]["properties"] == {"label": {"type": "string"}, "score": {"type": "number"}}
+
+
+def test_the_openai_style_routes_are_documented_where_a_route_serves_them():
+    with_apis = endpoint_openapi([_spec("feature-extraction", "/embeddings"), _spec("text-ranking", "/rank")])
+    validate(with_apis)
+    assert {"/v1/embeddings", "/v1/rerank", "/v1/models"} <= set(with_apis["paths"])
+    embeddings = with_apis["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert embeddings["required"] == ["input"] and "dimensions" in embeddings["properties"]
+    without = endpoint_openapi([_spec("text-classification", "/classify")])
+    assert not any(path.startswith("/v1/") for path in without["paths"])
