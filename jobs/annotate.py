@@ -109,7 +109,8 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     )
 
     stats_name = f"{STATS_ACTOR}-{uuid.uuid4().hex[:8]}"
-    stats = ray.remote(num_cpus=0)(JobStats).options(name=stats_name).remote()
+    stats = start_stats(stats_name)
+    nodes_at_start = alive_nodes()
     # Blocks of rows_per_call rows spread one file's rows over the whole actor pool.
     annotated = dataset.repartition(target_num_rows_per_block=spec.compute.rows_per_call).map_batches(
         AnnotateBatch,
@@ -122,16 +123,23 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     )
     done_before = output_counts(output, spec.output.format, corpus.id_column)["rows_out"]
     try:
-        with StallWatch(stats, spec.compute.stall_warning_s):
+        need = {"CPU": plan.num_cpus, "GPU": plan.num_gpus}
+        with StallWatch(stats, spec.compute.stall_warning_s, need, spec.compute.unplaceable_timeout_s) as watch:
             if spec.output.format == "parquet":
-                annotated.write_parquet(output)
+                annotated.write_parquet(output, min_rows_per_file=spec.output.rows_per_file)
             else:
-                annotated.write_json(output)
+                annotated.write_json(output, min_rows_per_file=spec.output.rows_per_file)
+    except KeyboardInterrupt:
+        if watch.reason is None:
+            raise
+        ray.kill(stats)
+        raise JobFailed(_stopped_message(RuntimeError(watch.reason), output, resumable=id_column is not None)) from None
     except Exception as exc:  # a write, a worker or the cluster failed; say what, and how to go on
         ray.kill(stats)
         raise JobFailed(_stopped_message(exc, output, resumable=id_column is not None)) from exc
     written = time.time()
-    this_run = ray.get(stats.snapshot.remote())
+    this_run = stats_snapshot(stats)
+    this_run["nodes_lost"] = sorted(set(nodes_at_start) - set(alive_nodes()))
     ray.kill(stats)
     if started_here:  # the job's own local Ray: stopped now, so that its shutdown is measured too
         ray.shutdown()
@@ -140,6 +148,33 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     manifest = build_manifest(spec, output, corpus.id_column, plan, done_before, this_run, timing)
     write_manifest(output, manifest)
     return manifest
+
+
+def start_stats(name: str) -> Any:
+    """The job's stats actor, on the head node: a worker node that goes away (a reclaimed spot node)
+    cannot take it with it. On a local Ray the head is the only node."""
+    import ray
+
+    head = {"node:__internal_head__": 0.001}
+    return ray.remote(num_cpus=0, resources=head, max_restarts=0)(JobStats).options(name=name).remote()
+
+
+def stats_snapshot(stats: Any) -> dict[str, Any]:
+    """What the stats actor counted; if it is gone, empty counts that say so (the output's own counts stand)."""
+    import ray
+
+    try:
+        return ray.get(stats.snapshot.remote(), timeout=60)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+        print(f"pipefleet: warning: the job's stats were lost ({type(exc).__name__}); counts come from the output")
+        return {"rows": {}, "errors": {}, "oom_splits": {}, "identity": {}, "first_batch_began": None, "lost": True}
+
+
+def alive_nodes() -> list[str]:
+    """The cluster's live nodes, as ``ip/node-id``."""
+    import ray
+
+    return [f"{n['NodeManagerAddress']}/{n['NodeID'][:8]}" for n in ray.nodes() if n.get("Alive")]
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -168,8 +203,9 @@ def _stopped_message(exc: BaseException, output: str, resumable: bool) -> str:
 def summary(manifest: dict[str, Any]) -> str:
     """The lines printed at the end of a run."""
     run = manifest["this_run"]
+    errored = run["errored"] if run["errored"] is not None else "?"  # "?": the stats were lost with their node
     this_run = (
-        f"{run['rows']} rows ({run['errored']} errored) in {run['wall_s']:.1f} s, "
+        f"{run['rows']} rows ({errored} errored) in {run['wall_s']:.1f} s, "
         f"{run['rows_per_s'] or 0:.1f} rows/s on {len(run['per_actor_rows'])} actor(s)"
         if run["rows"]
         else "nothing left to do: every input row already had its output"
@@ -181,6 +217,15 @@ def summary(manifest: dict[str, Any]) -> str:
     precision = manifest.get("precision")
     splits = run.get("oom_splits")
     memory = [f"  memory:    {splits} batch(es) ran out of memory and were halved; no row was lost"] if splits else []
+    lost = run.get("nodes_lost") or []
+    cluster = (
+        [
+            f"  cluster:   {len(lost)} node(s) went away during the run ({', '.join(lost)}); "
+            f"{run.get('rows_redone', 0)} row(s) were done again on the others, and each row is in the output once"
+        ]
+        if lost
+        else []
+    )
     return "\n".join(
         [
             f"pipefleet: {manifest['task']} with {manifest['model']}",
@@ -188,6 +233,7 @@ def summary(manifest: dict[str, Any]) -> str:
             *([f"  timing:    {timing}"] if run["rows"] else []),
             *([f"  precision: {precision_summary(precision)}"] if precision else []),
             *memory,
+            *cluster,
             f"  output:    {manifest['rows_out']} rows ({manifest['rows_ok']} ok, {manifest['rows_errored']} errored), "
             f"{manifest['duplicate_ids']} duplicate ids",
             f"  written:   {manifest['output']} ({manifest['output_format']}); "

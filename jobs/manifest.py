@@ -76,7 +76,11 @@ def build_manifest(
     the output held before this run (which the checkpoint skipped); ``timing`` the wall-clock
     times the job started, its output was written and its Ray stopped.
     """
-    rows = sum(this_run["rows"].values())
+    counts = output_counts(output, spec.output.format, id_column)
+    # Rows this run wrote, from the output itself; the actors' own count is higher when a lost node's
+    # rows were done again elsewhere (or missing, when the stats were lost with their node).
+    rows = max(counts["rows_out"] - done_before, 0)
+    counted = sum(this_run["rows"].values())
     wall_s = timing["written"] - timing["started"]
     startup_s, steady = _startup(this_run.get("first_batch_began"), rows, wall_s, timing["started"])
     identity = this_run.get("identity") or {}
@@ -91,10 +95,14 @@ def build_manifest(
         "id_column": id_column,
         "resumable": id_column is not None,
         "rows_in": done_before + rows,
-        **output_counts(output, spec.output.format, id_column),
+        **counts,
         "this_run": {
             "rows": rows,
-            "errored": sum(this_run["errors"].values()),
+            "errored": sum(this_run["errors"].values()) if not this_run.get("lost") else None,
+            # Worker nodes that went away during the run, and the rows done twice because of it.
+            "nodes_lost": this_run.get("nodes_lost", []),
+            "rows_redone": max(counted - rows, 0),
+            "stats_lost": bool(this_run.get("lost")),
             # Batches halved after running out of memory: their rows were retried, not lost.
             "oom_splits": sum(this_run.get("oom_splits", {}).values()),
             # From the job's start (Ray's start included) until its output was written.

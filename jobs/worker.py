@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from typing import Any
 
@@ -77,7 +76,9 @@ class AnnotateBatch:
         self.output_column = spec.output.column or self.handler.output_column
         self.handler.setup()
         self.arrow_type = self.handler.arrow_type(spec.params, tuple(self.columns))
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        # Named by node, so that the manifest says where each actor ran: "<node ip>/<node id>:<pid>".
+        context = ray.get_runtime_context()
+        self.worker = f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}:{os.getpid()}"
         self.stats = ray.get_actor(stats_name) if stats_name else None
         if self.stats is not None:
             self.stats.set_identity.remote(self.handler.identity())

@@ -71,6 +71,12 @@ class OutputSpec(_Section):
     path: str | None = Field(None, description="Output folder (local or URI).")
     format: Literal["parquet", "jsonl"] = Field("parquet", description="parquet | jsonl")
     column: str | None = Field(None, description="Name of the output column; default: the task's own.")
+    rows_per_file: int = Field(
+        20_000,
+        ge=1,
+        description="Rows per output file, at least (Ray Data's min_rows_per_file): few big files suit data lakes "
+        "and readers. A file's rows are committed with it, so a crash redoes at most the files being written.",
+    )
 
 
 class ComputeSpec(_Section):
@@ -86,6 +92,12 @@ class ComputeSpec(_Section):
     )
     stall_warning_s: float = Field(
         300, gt=0, description="Say so when no rows finish for this long (model loading counts as no progress)."
+    )
+    unplaceable_timeout_s: float = Field(
+        600,
+        gt=0,
+        description="Stop the job (exit 1) when no node of the cluster could hold even one actor for this long "
+        "and no rows finished meanwhile: its nodes went away and no autoscaler brings others.",
     )
 
     @field_validator("concurrency")

@@ -281,7 +281,8 @@ def _write_spec(tmp_path: Path, model: str, rows: int, seed: int, id_column: str
         "batch_size": 16,
         "params": {"top_k": 2, "truncation": True},
         "input": {"path": str(tmp_path / "corpus.parquet"), **({"id_column": id_column} if id_column else {})},
-        "output": {"path": str(tmp_path / "out")},
+        # Small files, so that the job commits often: the kills of the fault tests land between commits.
+        "output": {"path": str(tmp_path / "out"), "rows_per_file": 200},
         "compute": {"num_cpus": 1, "concurrency": 2, "rows_per_call": 200},
     }
     path = tmp_path / "spec.yaml"
@@ -329,3 +330,20 @@ def test_corrupt_images_each_get_their_error_and_nothing_is_lost(local_ray, tiny
     assert "zero bytes" in out["error"][243] and "missing" in out["error"][344]
     good = out.drop(list(bad))
     assert good["error"].isna().all() and good["classification"].map(len).eq(2).all()
+
+
+def test_output_files_hold_rows_per_file_rows(local_ray, tiny_model, tmp_path):
+    corpus = make_corpus(6000, seed=12)
+    pq.write_table(corpus, tmp_path / "corpus.parquet")
+    spec = _spec(
+        tiny_model("text-classification"),
+        tmp_path / "corpus.parquet",
+        tmp_path / "out",
+        input={"id_column": "doc_id"},
+        output={"rows_per_file": 3000},
+        compute={"rows_per_call": 500},
+    )
+    annotate(spec)
+    sizes = [pq.read_metadata(path).num_rows for path in (tmp_path / "out").glob("*.parquet")]
+    # 12 blocks of 500 rows, written as a few files of at least 3,000 rows (a hint to Ray Data: the last may be short).
+    assert sum(sizes) == 6000 and len(sizes) <= 3 and max(sizes) >= 3000, sizes
