@@ -78,6 +78,8 @@ class Engine:
             chunks = [output for _, output in sorted(model_outputs[row], key=lambda pair: pair[0])]
             try:
                 outcomes[row] = handler.postprocess(chunks, value, per_row[row].postprocess)
+            except BadInput as exc:  # an option this row's output cannot take (dimensions over the model's)
+                outcomes[row] = RowError.from_exception(exc)
             except Exception as exc:  # the pipeline's postprocess or an encoding failed on this row alone
                 outcomes[row] = RowError.from_exception(exc, kind="model_error")
         if len(outcomes) != len(inputs) or any(outcome is None for outcome in outcomes):

@@ -62,7 +62,7 @@ class PipelineHandler(TaskHandler):
 
     def token_counts(self, texts: Any) -> list[int]:
         tokenizer = getattr(self.pipe, "tokenizer", None)
-        if tokenizer is None:
+        if tokenizer is None or not texts:
             return super().token_counts(texts)
         return [len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"]]
 

@@ -15,6 +15,7 @@ import base64
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from starlette.requests import Request  # at module level: FastAPI reads the endpoints' annotations from here
 
 from serve.errors import MalformedRequest, RouteNotFound, error_message, status_of
 
@@ -31,7 +32,6 @@ _RERANK_KEYS = {"query", "documents", "top_n", "return_documents", "model", "raw
 def mount_openai(app: "FastAPI", routes: dict[str, "Route"]) -> None:
     """Add the OpenAI-style routes to the index's ``app`` (before its catch-all)."""
     from fastapi.responses import JSONResponse
-    from starlette.requests import Request
 
     async def embeddings(request: Request) -> Any:
         return await _answer(request, routes, EMBEDDINGS, _embeddings)
@@ -52,7 +52,7 @@ def mount_openai(app: "FastAPI", routes: dict[str, "Route"]) -> None:
     app.add_api_route("/v1/models", models, methods=["GET"], include_in_schema=False)
 
 
-async def _answer(request: Any, routes: dict[str, "Route"], api: str, answer: Any) -> Any:
+async def _answer(request: Request, routes: dict[str, "Route"], api: str, answer: Any) -> Any:
     from fastapi.responses import JSONResponse
 
     try:

@@ -119,6 +119,7 @@ def local_ray():
     """One local Ray for the job tests (three logical CPUs, as the job gives a 2-core laptop)."""
     import ray
 
-    ray.init(num_cpus=3, include_dashboard=False, namespace="pipefleet", log_to_driver=False)
+    # address="local": a Ray of its own, even where another runs on this machine (ray.init would join that one).
+    ray.init(address="local", num_cpus=3, include_dashboard=False, namespace="pipefleet", log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -108,6 +108,7 @@ class TextGenerationHandler(PipelineHandler):
         prompt = self._prompt(value)
         tokens = _TokenStream(self.pipe.tokenizer)
         call = {k: v for k, v in params.call.items() if k not in ("details", "seed")}
+        call["return_full_text"] = False  # the pieces are the continuation
         if "stop" in call:
             call["stop_sequence"] = call.pop("stop")
         failure: list[BaseException] = []
@@ -118,7 +119,7 @@ class TextGenerationHandler(PipelineHandler):
                     import torch
 
                     torch.manual_seed(params.call["seed"])
-                self.pipe(prompt, streamer=tokens, return_full_text=False, logits_processor=tokens.processors(), **call)
+                self.pipe(prompt, streamer=tokens, logits_processor=tokens.processors(), **call)
             except BaseException as exc:  # surfaced to the caller below
                 failure.append(exc)
                 tokens.end()

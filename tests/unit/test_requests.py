@@ -70,3 +70,28 @@ def test_the_specifications_answers_are_transforms_of_the_pipelines():
     generate = handler_class("text-generation")
     assert generate.task_spec_params({}) == {"return_full_text": False}
     assert generate.task_spec_params({"return_full_text": True}) == {"return_full_text": True}
+
+
+def test_the_model_name_picks_the_route_of_an_openai_style_api():
+    from pipefleet.spec import parse_spec
+    from serve.errors import RouteNotFound
+    from serve.index import Route
+    from serve.openai import pick_route
+
+    def route(task, model, path):
+        return Route(parse_spec({"task": task, "model": model, "serve": {"route": path}}), "app")
+
+    routes = {
+        "/embeddings": route("feature-extraction", "sentence-transformers/all-MiniLM-L6-v2", "/embeddings"),
+        "/e5": route("feature-extraction", "intfloat/e5-small", "/e5"),
+        "/rank": route("text-ranking", "cross-encoder/ms-marco", "/rank"),
+        "/classify": route("text-classification", "some/classifier", "/classify"),
+    }
+    for name in ("embeddings", "sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
+        assert pick_route(routes, "embeddings", name) is routes["/embeddings"]
+    assert pick_route(routes, "embeddings", "e5-small") is routes["/e5"]
+    assert pick_route(routes, "rerank", "anything") is routes["/rank"]  # the only rerank route
+    with pytest.raises(RouteNotFound, match="model 'gpt-4': no route serves it for /v1/embeddings; models: "):
+        pick_route(routes, "embeddings", "gpt-4")
+    with pytest.raises(RouteNotFound, match="no route of this endpoint serves /v1/rerank"):
+        pick_route({"/classify": routes["/classify"]}, "rerank", "x")
