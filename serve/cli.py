@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -117,7 +118,13 @@ def _loaded_as(spec: "Spec") -> str:
     from serve.route import ROUTE_DEPLOYMENT
 
     handle = serve.get_deployment_handle(ROUTE_DEPLOYMENT, app_name=route_app_name(APP_NAME, spec.route))
-    identity = handle.identity.remote().result(timeout_s=60)
+
+    async def ask() -> dict:
+        # Awaited in a loop of its own: with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 exported, this process's
+        # handles route on the caller's event loop, and a blocking .result() outside one raises.
+        return await asyncio.wait_for(handle.identity.remote(), timeout=60)
+
+    identity = asyncio.run(ask())
     described = identity.get("precision")
     return f"{identity['task']} with {identity['model']}" + (f"; {summary(described)}" if described else "")
 
