@@ -1,6 +1,6 @@
 """Plots of the benchmark results for the README: bench/results/batch.png and serve.png.
 
-.venv/bin/python bench/plot.py        # after bench/batch.py and bench/serve.py
+.venv/bin/python bench/plot.py [batch] [serve]       # after bench/batch.py and bench/serve.py
 """
 
 from __future__ import annotations
@@ -47,13 +47,17 @@ def plot_serve(results: dict, path: Path) -> None:
         axis.set_title(f"{size} sentence{'s' if size != '1' else ''} per request")
     axes[0].legend(fontsize=8)
     cores, rounds = results["machine"]["cores"], results["rounds"]
-    figure.suptitle(f"all-MiniLM-L6-v2 over HTTP on {cores} cores, median of {rounds} rounds")
+    figure.suptitle(
+        f"all-MiniLM-L6-v2 over HTTP on {cores} cores, median of {rounds} round{'s' if rounds != 1 else ''}"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
 
 def main() -> None:
-    for name, plot in (("batch", plot_batch), ("serve", plot_serve)):
+    plots = {"batch": plot_batch, "serve": plot_serve}
+    wanted = sys.argv[1:] or list(plots)  # e.g. `bench/plot.py serve` after bench/serve.py alone
+    for name, plot in ((name, plots[name]) for name in wanted):
         source = RESULTS / f"{name}.json"
         if source.exists():
             plot(json.loads(source.read_text()), RESULTS / f"{name}.png")
