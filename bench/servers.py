@@ -278,12 +278,13 @@ def ab_load(
     output = done.stdout + done.stderr
     if done.returncode != 0 or "Complete requests" not in output:
         raise RuntimeError(f"ab failed ({done.returncode}): {' '.join(command)}\n{output[-2000:]}")
-    if seconds is not None and int(_ab_number(r"^Complete requests:\s+(\d+)", output)) == 0:
+    completed = int(_ab_number(r"^Complete requests:\s+(\d+)", output))
+    if seconds is not None and completed == 0:
         # No request finished within the time (32-sentence requests at c=64 on a slow machine): ab then prints
         # no rate, so measure one request per caller instead, which takes as long as it takes.
         return {**ab_load(url, body_json, concurrency, requests=concurrency), "bounded_by": "requests"}
     return {
-        "requests": int(_ab_number(r"^Complete requests:\s+(\d+)", output)),
+        "requests": completed,
         "req_per_s": _ab_number(r"^Requests per second:\s+([\d.]+)", output),
         "mean_ms": _ab_number(r"^Time per request:\s+([\d.]+) \[ms\] \(mean\)$", output),
         **{f"p{p}_ms": _ab_number(rf"^\s+{p}%\s+(\d+)", output) for p in (50, 90, 99)},
