@@ -257,7 +257,7 @@ def report(rows: int, threads: int, result: dict[str, Any]) -> None:
     print_table(
         "Lowest cosine against the float32 sorted raw loop",
         ["contender", "cosine"],
-        list(result["lowest_cosine_vs_fp32_raw"].items()),
+        [[name, f"{cosine:.5f}"] for name, cosine in result["lowest_cosine_vs_fp32_raw"].items()],
     )
     if not result["native_bf16"]:
         print("bfloat16 contenders not run: this CPU has no native bfloat16 (pipefleet refuses it here)")
