@@ -19,7 +19,7 @@ def plot_batch(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = sorted(results["sizes"], key=int)
-    figure, axes = plt.subplots(1, len(sizes), figsize=(7 * len(sizes), 3.8), squeeze=False)
+    figure, axes = plt.subplots(1, len(sizes), figsize=(8 * len(sizes), 3.8), squeeze=False)
     for axis, size in zip(axes[0], sizes):
         rates = results["sizes"][size]["rows_per_s"]
         names = list(rates)
@@ -29,7 +29,7 @@ def plot_batch(results: dict, path: Path) -> None:
         axis.set_xlabel("rows/s (higher is better)")
         axis.set_title(f"MiniLM embeddings, {int(size):,} texts, {results['threads']} CPU threads")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
 
 
 def plot_serve(results: dict, path: Path) -> None:
