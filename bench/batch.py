@@ -53,8 +53,12 @@ def raw_loop(
     device: str = "cpu",
     dtype: str = "auto",
     autocast: bool = False,
+    prepare: Any = None,
 ) -> tuple[float, np.ndarray]:
-    """Contenders (a) and (b): seconds, and the embeddings in input order; ``autocast`` runs it in bfloat16."""
+    """Contenders (a) and (b): seconds, and the embeddings in input order; ``autocast`` runs it in bfloat16.
+
+    ``prepare`` (model -> model) transforms the loaded model before the clock starts: bench/cpu_modes.py's
+    quantised and compiled variants."""
     import contextlib
 
     import torch
@@ -62,6 +66,8 @@ def raw_loop(
 
     tokenizer = AutoTokenizer.from_pretrained(minilm())
     model = AutoModel.from_pretrained(minilm(), dtype=dtype).to(device).eval()
+    if prepare is not None:
+        model = prepare(model)
     started = time.perf_counter()
     order = list(range(len(texts)))
     if sort_by_length:

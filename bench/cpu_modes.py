@@ -1,0 +1,97 @@
+"""CPU speed-ups beyond bfloat16, each with its accuracy: all-MiniLM-L6-v2 embeddings in one process.
+
+    .venv/bin/python bench/cpu_modes.py [--rows 1500] [--threads 2]
+
+The sorted raw loop of bench/batch.py (tokenise, forward, mean-pool, rows sorted by token length,
+batches of 64) over the same mixed-length corpus, with the model as loaded (float32, SDPA
+attention, transformers' default), and with: bfloat16 autocast; torch.compile (timed after a
+warm-up pass over the same texts, so compilation is not counted); torch.ao dynamic int8 on every
+Linear layer; and dynamic int8 on the feed-forward Linear layers only (attention kept in float32).
+Each mode's lowest cosine against float32 says what it costs. Prints a table, writes
+bench/results/cpu_modes.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.batch import lowest_cosine, raw_loop  # noqa: E402
+from bench.report import machine, print_table, save  # noqa: E402
+from examples.make_corpus import make_corpus  # noqa: E402
+
+
+def int8(only_feed_forward: bool) -> Any:
+    """A ``prepare`` for raw_loop: torch.ao dynamic int8 quantisation of the Linear layers."""
+
+    def prepare(model: Any) -> Any:
+        import torch
+
+        if not only_feed_forward:
+            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        # BERT's feed-forward layers: encoder.layer.N.intermediate.dense and encoder.layer.N.output.dense.
+        names = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".attention." not in n}
+        return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8)
+
+    return prepare
+
+
+def compiled(texts: list[str]) -> Any:
+    """A ``prepare`` for raw_loop: torch.compile, warmed up on ``texts`` so the timing excludes compiling."""
+
+    def prepare(model: Any) -> Any:
+        import torch
+
+        model.forward = torch.compile(model.forward, dynamic=True)
+        raw_loop(texts, sort_by_length=True, prepare=lambda _: model)
+        return model
+
+    return prepare
+
+
+def main() -> None:
+    import torch
+
+    from pipefleet.precision import cpu_bf16
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1500)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    texts = make_corpus(args.rows, seed=42)["text"].to_pylist()
+    elapsed, reference = raw_loop(texts, sort_by_length=True)
+    modes: dict[str, dict[str, float]] = {"float32 (SDPA attention, the default)": {"rows_per_s": len(texts) / elapsed}}
+    variants: dict[str, dict[str, Any]] = {}
+    if cpu_bf16():
+        variants["bfloat16 autocast"] = {"autocast": True}
+    variants |= {
+        "torch.compile (after warm-up)": {"prepare": compiled(texts)},
+        "int8 dynamic, every Linear": {"prepare": int8(only_feed_forward=False)},
+        "int8 dynamic, feed-forward Linears only": {"prepare": int8(only_feed_forward=True)},
+    }
+    for name, settings in variants.items():
+        elapsed, vectors = raw_loop(texts, sort_by_length=True, **settings)
+        modes[name] = {"rows_per_s": len(texts) / elapsed, "lowest_cosine": lowest_cosine(vectors, reference)}
+        print(f"  {name}: {modes[name]}", flush=True)
+    base = modes["float32 (SDPA attention, the default)"]["rows_per_s"]
+    print_table(
+        f"MiniLM embeddings of {len(texts)} mixed-length texts in one process, {args.threads} threads",
+        ["mode", "rows/s", "x float32", "lowest cosine vs float32"],
+        [
+            [name, m["rows_per_s"], m["rows_per_s"] / base, f"{m.get('lowest_cosine', 1.0):.5f}"]
+            for name, m in modes.items()
+        ],
+    )
+    path = save("cpu_modes", {"machine": machine(), "threads": args.threads, "rows": len(texts), "modes": modes})
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
