@@ -26,6 +26,8 @@ from bench.batch import lowest_cosine, raw_loop  # noqa: E402
 from bench.report import machine, print_table, save  # noqa: E402
 from examples.make_corpus import make_corpus  # noqa: E402
 
+FLOAT32 = "float32 (SDPA attention, the default)"
+
 
 def int8(only_feed_forward: bool) -> Any:
     """A ``prepare`` for raw_loop: torch.ao dynamic int8 quantisation of the Linear layers."""
@@ -35,7 +37,8 @@ def int8(only_feed_forward: bool) -> Any:
 
         if not only_feed_forward:
             return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        # BERT's feed-forward layers: encoder.layer.N.intermediate.dense and encoder.layer.N.output.dense.
+        # Every Linear outside attention: BERT's feed-forward layers (encoder.layer.N.intermediate.dense and
+        # encoder.layer.N.output.dense) and the pooler, which mean pooling does not use.
         names = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".attention." not in n}
         return torch.ao.quantization.quantize_dynamic(model, names, dtype=torch.qint8)
 
@@ -67,7 +70,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     texts = make_corpus(args.rows, seed=42)["text"].to_pylist()
     elapsed, reference = raw_loop(texts, sort_by_length=True)
-    modes: dict[str, dict[str, float]] = {"float32 (SDPA attention, the default)": {"rows_per_s": len(texts) / elapsed}}
+    modes: dict[str, dict[str, float]] = {FLOAT32: {"rows_per_s": len(texts) / elapsed}}
     variants: dict[str, dict[str, Any]] = {}
     if cpu_bf16():
         variants["bfloat16 autocast"] = {"autocast": True}
@@ -80,7 +83,7 @@ def main() -> None:
         elapsed, vectors = raw_loop(texts, sort_by_length=True, **settings)
         modes[name] = {"rows_per_s": len(texts) / elapsed, "lowest_cosine": lowest_cosine(vectors, reference)}
         print(f"  {name}: {modes[name]}", flush=True)
-    base = modes["float32 (SDPA attention, the default)"]["rows_per_s"]
+    base = modes[FLOAT32]["rows_per_s"]
     print_table(
         f"MiniLM embeddings of {len(texts)} mixed-length texts in one process, {args.threads} threads",
         ["mode", "rows/s", "x float32", "lowest cosine vs float32"],
