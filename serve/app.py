@@ -28,9 +28,15 @@ INDEX_CPUS = 0.1  # the index only lists routes and serves the docs and the demo
 # Inference is idempotent, so a request that a replica took and died with (HAProxy saw an empty
 # response) is replayed once on another replica instead of failing; once, so that an input that
 # kills its replica cannot take down a second one and then a third.
+# HAProxy replays only a request it had whole before sending it on: one whose body was still
+# arriving when its replica died got HAProxy's 502, which Serve turns into a bare 500 (seen in
+# test_serve_faults under CPU contention). `option http-buffer-request` makes HAProxy read the
+# whole body first. Serve 2.60 has no setting for it (HAProxyConfig.custom_defaults is never
+# rendered), but it writes RETRY_ON verbatim as a line of the `defaults` section, so the option
+# rides on that value as a line of its own; test_haproxy_config checks the config Serve renders.
 HAPROXY_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
-    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response\n    option http-buffer-request",
     "RAY_SERVE_HAPROXY_RETRIES": "1",
 }
 # Less per-request bookkeeping in the replicas (buffered access logs, no logging to stderr, user code

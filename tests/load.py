@@ -20,13 +20,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Reply:
-    """One request's fate: its index, HTTP status (0: no answer), latency and Retry-After header."""
+    """One request's fate: its index, HTTP status (0: no answer), latency, Retry-After header and what went wrong."""
 
     index: int
     status: int
     latency_s: float
     retry_after: str | None = None
-    problem: str | None = None  # the client-side exception when there was no answer
+    problem: str | None = None  # the client-side exception when there was no answer, or an error answer's body
 
 
 def run_load(
@@ -61,7 +61,11 @@ async def _run(url, make_body, concurrency, requests, duration_s, timeout_s, on_
             try:
                 response = await client.post(url, json=make_body(index))
                 reply = Reply(
-                    index, response.status_code, time.monotonic() - started, response.headers.get("retry-after")
+                    index,
+                    response.status_code,
+                    time.monotonic() - started,
+                    response.headers.get("retry-after"),
+                    None if response.is_success else response.text[:200],  # who answered, and why
                 )
             except httpx.HTTPError as exc:
                 reply = Reply(index, 0, time.monotonic() - started, problem=f"{type(exc).__name__}: {exc}")
