@@ -29,6 +29,21 @@ class Reply:
     problem: str | None = None  # the client-side exception when there was no answer, or an error answer's body
 
 
+# How a client sees its connection closed before a whole answer came: no answer at all, or the headers
+# of one whose body never followed (the server went away between writing the two).
+CLOSED_EARLY = ("disconnected without sending a response", "peer closed connection without sending complete")
+
+
+def closed_before_answering(reply: Reply) -> bool:
+    """Whether ``reply`` is a connection closed before a whole answer: how HAProxy reports a dead server."""
+    return reply.status == 0 and any(sign in (reply.problem or "") for sign in CLOSED_EARLY)
+
+
+def numbered_request(index: int) -> dict:
+    """A text-classification request that names its index, so that each request of a run is its own."""
+    return {"inputs": f"request {index}: the service was quick and friendly"}
+
+
 def run_load(
     url: str,
     make_body: Callable[[int], Any],

@@ -10,7 +10,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.load import run_load
+from tests.load import closed_before_answering, numbered_request, run_load
 from tests.serve.test_serve import SLOW_GENERATION, _route
 from tests.support import replica_marker, running_endpoint
 
@@ -60,19 +60,6 @@ def _healthy(base: str, route: str) -> bool:
         )
 
 
-# How a client sees its connection closed before a whole answer came: no answer at all, or the headers
-# of one whose body never followed (the replica died between writing the two).
-CLOSED_EARLY = ("disconnected without sending a response", "peer closed connection without sending complete")
-
-
-def _closed_before_answering(reply) -> bool:
-    return reply.status == 0 and any(sign in (reply.problem or "") for sign in CLOSED_EARLY)
-
-
-def _numbered_request(index: int) -> dict:
-    return {"inputs": f"request {index}: the service was quick and friendly"}
-
-
 def test_a_replica_killed_under_load_fails_only_its_requests_in_flight(faults_endpoint):
     replicas = _replica_processes("/two")
     assert len(replicas) == 2, replicas
@@ -85,7 +72,7 @@ def test_a_replica_killed_under_load_fails_only_its_requests_in_flight(faults_en
 
     replies = run_load(
         f"{faults_endpoint}/two",
-        _numbered_request,
+        numbered_request,
         concurrency=64,
         requests=10_000,
         timeout_s=TIMEOUT_S + 5,
@@ -98,11 +85,11 @@ def test_a_replica_killed_under_load_fails_only_its_requests_in_flight(faults_en
     # Retry-After, or, behind HAProxy, as a connection closed before a whole answer (HAProxy's own way of
     # telling a client that the server went away mid-request). Never a 5xx body, never a hang.
     assert len(failed) <= 32, (len(failed), {r.status for r in failed})
-    unexpected = [r for r in failed if not ((r.status == 503 and r.retry_after) or _closed_before_answering(r))]
+    unexpected = [r for r in failed if not ((r.status == 503 and r.retry_after) or closed_before_answering(r))]
     assert not unexpected, unexpected[:3]
     with httpx.Client(base_url=faults_endpoint, timeout=TIMEOUT_S) as client:
         for reply in failed:  # each one succeeds when retried
-            retried = client.post("/two", json=_numbered_request(reply.index))
+            retried = client.post("/two", json=numbered_request(reply.index))
             assert retried.status_code == 200
     assert _healthy(faults_endpoint, "/two")
     deadline = time.monotonic() + 60  # Serve replaces the dead replica
