@@ -31,9 +31,11 @@ INDEX_CPUS = 0.1  # the index only lists routes and serves the docs and the demo
 # HAProxy replays only a request it had whole before sending it on: one whose body was still
 # arriving when its replica died got HAProxy's 502, which Serve turns into a bare 500 (seen in
 # test_serve_faults under CPU contention). `option http-buffer-request` makes HAProxy read the
-# whole body first. Serve 2.60 has no setting for it (HAProxyConfig.custom_defaults is never
-# rendered), but it writes RETRY_ON verbatim as a line of the `defaults` section, so the option
-# rides on that value as a line of its own; test_haproxy_config checks the config Serve renders.
+# body first, up to one buffer (Serve's tune.bufsize, 16 KB): larger bodies (images, audio) are
+# still sent as they come and cannot be replayed. Serve 2.60 has no setting for the option
+# (HAProxyConfig.custom_defaults is never rendered), but it writes RETRY_ON verbatim as a line of
+# the `defaults` section, and nowhere else, so the option rides on that value as a line of its
+# own; test_haproxy_config checks both in the template Serve renders.
 HAPROXY_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response\n    option http-buffer-request",

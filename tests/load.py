@@ -20,7 +20,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Reply:
-    """One request's fate: its index, HTTP status (0: no answer), latency, Retry-After header and what went wrong."""
+    """One request's fate: its index, HTTP status (0: no whole answer), latency, Retry-After header and what went
+    wrong."""
 
     index: int
     status: int

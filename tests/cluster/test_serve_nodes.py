@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 APP = "pipefleet-nodes"
 ROUTE = "/two"
 TIMEOUT_S = 10
-MAX_ONGOING = 32
+MAX_ONGOING = 32  # per replica: at most this many requests are in flight on the node that is lost
+CONCURRENCY = 32
 
 # Deploys as `pipefleet serve` does (HAProxy, one application per route) from a driver of its own,
 # since this test process may already hold the tiers' local Ray; the applications outlive it. Proxies
@@ -52,8 +53,15 @@ def cluster_endpoint(tiny_model):
     from ray.cluster_utils import Cluster
 
     made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    gpu_nodes = [made.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]
-    made.wait_for_nodes()
+    try:
+        gpu_nodes = [made.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]
+        made.wait_for_nodes()
+        yield from _deployed(made, gpu_nodes, tiny_model)
+    finally:
+        made.shutdown()
+
+
+def _deployed(made, gpu_nodes, tiny_model):
     spec = _route(
         "text-classification",
         tiny_model("text-classification"),
@@ -65,18 +73,15 @@ def cluster_endpoint(tiny_model):
         autoscaling={"min_replicas": 2, "max_replicas": 2},
     )
     port = free_port()
-    try:
-        deployed = subprocess.run(
-            [sys.executable, "-c", DRIVER, made.address, str(port), json.dumps(spec), APP],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert deployed.returncode == 0, deployed.stderr[-3000:]
-        yield made, gpu_nodes, f"http://127.0.0.1:{port}"
-    finally:
-        made.shutdown()
+    deployed = subprocess.run(
+        [sys.executable, "-c", DRIVER, made.address, str(port), json.dumps(spec), APP],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    yield made, gpu_nodes, f"http://127.0.0.1:{port}"
 
 
 def _raylet_pid(node) -> int:
@@ -84,7 +89,8 @@ def _raylet_pid(node) -> int:
 
 
 def _replica_nodes(nodes) -> list[int]:
-    """For each live replica process of the route, the index in ``nodes`` of the node whose raylet started it."""
+    """For each live replica process of the route, the index in ``nodes`` of the node whose raylet started it
+    (-1 for a replica under none of them, so that a leftover never matches)."""
     raylets = {_raylet_pid(node): index for index, node in enumerate(nodes)}
     marker = replica_marker(APP, ROUTE)
     found = []
@@ -103,33 +109,42 @@ def test_a_node_lost_under_load_costs_only_its_requests_in_flight_and_the_replic
     made, gpu_nodes, base = cluster_endpoint
     # Placed by resources: one replica on each GPU node, none on the head (which has no GPU).
     assert _replica_nodes([made.head_node, *gpu_nodes]) == [1, 2]
-    answered = 0
+    answered = 0  # written on the load's event loop only
     gone_after: list[int] = []  # how many replies had come when the node was gone
+    problems: list[BaseException] = []
 
     def remove_node() -> None:
-        # Its raylet and every worker on it at once, as a reclaimed node vanishes (left alone, a worker
-        # would notice its raylet gone only later, and answer meanwhile).
-        workers = psutil.Process(_raylet_pid(gpu_nodes[0])).children(recursive=True)
-        made.remove_node(gpu_nodes[0], allow_graceful=False)
-        for worker in workers:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                worker.kill()
-        gone_after.append(answered)
+        # Every process of the node, as a reclaimed node vanishes: its raylet and workers killed in
+        # one pass (left alone, a worker would notice its raylet gone only later, and answer
+        # meanwhile), then the node taken out of the cluster.
+        try:
+            raylet = psutil.Process(_raylet_pid(gpu_nodes[0]))
+            for process in [*raylet.children(recursive=True), raylet]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+            gone_after.append(answered)
+            made.remove_node(gpu_nodes[0], allow_graceful=False)
+        except BaseException as exc:  # noqa: BLE001 - asserted on the test's own thread
+            problems.append(exc)
+
+    remover = threading.Thread(target=remove_node)  # off the load's event loop, which it would stall
 
     def lose_a_node_midway(reply) -> None:
         nonlocal answered
         answered += 1
         if answered == 1000:
-            threading.Thread(target=remove_node).start()  # off the load's event loop, which it would stall
+            remover.start()
 
     replies = run_load(
         f"{base}{ROUTE}",
         numbered_request,
-        concurrency=32,
+        concurrency=CONCURRENCY,
         requests=5000,
         timeout_s=TIMEOUT_S + 5,
         on_reply=lose_a_node_midway,
     )
+    remover.join(timeout=60)
+    assert not problems, problems
     assert len(replies) == 5000 and gone_after and gone_after[0] < 4000, gone_after  # lost under load
     print(f"node gone after {gone_after[0]} replies")
     assert max(r.latency_s for r in replies) < TIMEOUT_S + 2, "a request hung past request_timeout_s"
