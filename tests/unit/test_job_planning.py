@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -31,3 +32,30 @@ def test_manifest_counts_jsonl_whose_errors_come_late(tmp_path):
     (tmp_path / "part-0.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     counts = output_counts(str(tmp_path), "jsonl", "rid")
     assert counts == {"rows_out": 3000, "rows_ok": 2999, "rows_errored": 1, "duplicate_ids": 0}
+
+
+def test_parquet_footer_readers_are_sized_to_a_local_inputs_files(tmp_path, monkeypatch):
+    # Ray Data starts 32 footer-reading actors whatever the file count; one per 10 local files is all it uses.
+    from ray.data._internal.datasource_v2.formats.parquet.footer_file_indexer import FooterFileIndexer
+
+    from jobs.readers import FOOTER_ACTORS, footer_readers_sized_for
+
+    monkeypatch.delenv(FOOTER_ACTORS, raising=False)
+
+    def actors_for(path: str) -> int:
+        with footer_readers_sized_for(path):
+            return FooterFileIndexer(ignore_missing_paths=False)._num_actors
+
+    (tmp_path / "one.parquet").write_bytes(b"")
+    assert actors_for(str(tmp_path / "one.parquet")) == 1
+    folder = tmp_path / "many"
+    (folder / "year=2026").mkdir(parents=True)
+    for i in range(25):
+        (folder / "year=2026" / f"part-{i}.parquet").write_bytes(b"")
+    (folder / "_SUCCESS").write_bytes(b"")  # not data: not counted
+    assert actors_for(str(folder)) == 3
+    assert actors_for(f"file://{folder}") == 3
+    assert actors_for("s3://bucket/corpus/") == 32  # remote: Ray's own pool
+    assert FOOTER_ACTORS not in os.environ  # set only while the read is planned
+    monkeypatch.setenv(FOOTER_ACTORS, "5")
+    assert actors_for(str(folder)) == 5  # the user's own value wins
