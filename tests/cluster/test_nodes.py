@@ -53,8 +53,8 @@ def _spec(tmp_path: Path, model: str, rows: int, **compute) -> Path:
     return path
 
 
-def _start_job(spec: Path, address: str) -> subprocess.Popen:
-    env = {**os.environ, "RAY_ADDRESS": address}
+def _start_job(spec: Path, address: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**(env or os.environ), "RAY_ADDRESS": address}
     command = [sys.executable, "-m", "jobs.annotate", str(spec)]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
