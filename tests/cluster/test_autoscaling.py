@@ -25,12 +25,14 @@ import pytest
 from serve.app import APP_NAME
 from tests.cluster.test_cluster_submit import _stop_cluster, cluster_env  # noqa: F401 - cluster_env: a fixture
 from tests.cluster.test_nodes import REPO, _manifest, _spec, _start_job
+from tests.faults import FORWARD_DELAY_ENV
 from tests.load import numbered_request, run_load
 from tests.support import TEST_SERVE_ENV, free_port, replica_marker
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
 MAX_WORKERS = 3
+FORWARD_DELAY_S = 0.12  # seconds of sleep before each forward pass of the job test's model
 HEAD_NODE = "ray.head.default"  # the name Ray's autoscaler gives the head's node type
 
 
@@ -147,10 +149,15 @@ def _watch(until: Callable[[], bool], seen: Callable[[], object], timeout_s: flo
 
 
 def test_the_job_pool_grows_onto_nodes_the_autoscaler_adds_and_they_go_after(fake_cluster, tiny_model, tmp_path):
-    rows = 60_000  # one actor takes about 40 s for them here: time enough for nodes to come and actors to load
+    # The job's length is set by a sleep in each forward pass, not by how fast this machine runs the model:
+    # 6,000 rows take 629 forward passes (batches of up to 32 rows, cut shorter by max tokens), so one actor
+    # alone needs over 75 s. Measured here: the first worker node comes 5 s after the job starts and its actor
+    # has loaded at 28 s; a second node comes at 18 s and its actor has loaded at 44 s.
+    rows = 6_000
     spec = _spec(tmp_path, tiny_model("text-classification"), rows, num_gpus=1, concurrency=[1, 4])
     assert not fake_cluster.worker_nodes()  # min_workers 0: no GPU node before the job asks for one
-    job = _start_job(spec, fake_cluster.address, fake_cluster.env)
+    slow = {FORWARD_DELAY_ENV: str(FORWARD_DELAY_S)}
+    job = _start_job(spec, fake_cluster.address, fake_cluster.env, hook="slow_forward_in_workers", hook_env=slow)
     read = []  # the job's output, read as it comes so that a full pipe cannot stall the job
     reader = threading.Thread(target=lambda: read.append(job.stdout.read()), daemon=True)
     reader.start()
