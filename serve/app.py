@@ -124,7 +124,12 @@ def index_app(args: dict[str, Any]) -> Any:
 
 
 def serve_config(
-    specs: list[str], host: str = "0.0.0.0", port: int = 8000, ingress: str = "haproxy", demo: bool = False
+    specs: list[str],
+    host: str = "0.0.0.0",
+    port: int = 8000,
+    ingress: str = "haproxy",
+    demo: bool = False,
+    proxy_location: str = "EveryNode",
 ) -> dict[str, Any]:
     """The Serve config (``serve run``, ``serve deploy``) for spec files: an application per route, and the index."""
     loaded = load_specs(specs, demo=demo)
@@ -141,7 +146,7 @@ def serve_config(
     if demo:
         index["args"]["demo"] = True
     return {
-        "proxy_location": "EveryNode",
+        "proxy_location": proxy_location,
         "http_options": {"host": host, "port": port, "request_timeout_s": proxy_timeout_s(loaded)},
         "controller_options": {"runtime_env": {"env_vars": fast_path_env(ingress)}},
         "applications": [*routes, index],

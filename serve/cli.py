@@ -21,8 +21,11 @@ from serve.demo import DEMO_PATH
 
 if TYPE_CHECKING:
     from pipefleet.spec import Spec
+    from serve.watch import ReplicaWatch
 
 INGRESSES = ("haproxy", "python")
+PROXY_LOCATIONS = ("EveryNode", "HeadOnly")
+WATCH_EVERY_S = 2  # how often the running endpoint looks for replicas waiting for room (a status call)
 
 
 def build_parser(demo: bool = False) -> argparse.ArgumentParser:
@@ -47,6 +50,13 @@ def build_parser(demo: bool = False) -> argparse.ArgumentParser:
         "it cannot start) or python (Serve's Python proxy)",
     )
     parser.add_argument(
+        "--proxy-location",
+        choices=PROXY_LOCATIONS,
+        default="EveryNode",
+        help="where HTTP is answered: on every node that holds a replica (Serve's default), or on the head only "
+        "(for a cluster whose other nodes clients cannot reach, or whose nodes share one address)",
+    )
+    parser.add_argument(
         "--print-config",
         action="store_true",
         help="print the Serve config file for these specs (for serve run / serve deploy) and exit",
@@ -61,6 +71,7 @@ def start(
     address: str | None = None,
     demo: bool = False,
     ingress: str = "haproxy",
+    proxy_location: str = "EveryNode",
 ) -> tuple[str, str, bool]:
     """Deploy the applications for ``specs``; return the base URL, the ingress that answers, and
     whether this call started the local Ray it runs on.
@@ -100,7 +111,7 @@ def start(
             "cannot be reached; use --host 0.0.0.0",
             file=sys.stderr,
         )
-    ingress = _start_serve(loaded, host, port, ingress)
+    ingress = _start_serve(loaded, host, port, ingress, proxy_location)
     from ray import serve
 
     serve.run_many(applications(loaded))
@@ -129,7 +140,7 @@ def _loaded_as(spec: "Spec") -> str:
     return f"{identity['task']} with {identity['model']}" + (f"; {summary(described)}" if described else "")
 
 
-def _start_serve(specs: list, host: str, port: int, ingress: str) -> str:
+def _start_serve(specs: list, host: str, port: int, ingress: str, proxy_location: str = "EveryNode") -> str:
     """Start Serve's controller and ingress with ``ingress``'s settings; HAProxy falls back to Python's proxy."""
     from ray import serve
 
@@ -137,7 +148,11 @@ def _start_serve(specs: list, host: str, port: int, ingress: str) -> str:
 
     http_options = {"host": host, "port": port, "request_timeout_s": proxy_timeout_s(specs)}
     try:
-        serve.start(http_options=http_options, controller_options={"runtime_env": {"env_vars": fast_path_env(ingress)}})
+        serve.start(
+            proxy_location=proxy_location,
+            http_options=http_options,
+            controller_options={"runtime_env": {"env_vars": fast_path_env(ingress)}},
+        )
         return ingress
     except Exception as exc:  # noqa: BLE001 - HAProxy missing, or it could not bind: say so and go on without it
         if ingress != "haproxy":
@@ -145,7 +160,11 @@ def _start_serve(specs: list, host: str, port: int, ingress: str) -> str:
         cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         print(f"pipefleet: HAProxy could not start ({cause}); using Serve's Python proxy instead", file=sys.stderr)
         serve.shutdown()
-    serve.start(http_options=http_options, controller_options={"runtime_env": {"env_vars": fast_path_env("python")}})
+    serve.start(
+        proxy_location=proxy_location,
+        http_options=http_options,
+        controller_options={"runtime_env": {"env_vars": fast_path_env("python")}},
+    )
     return "python"
 
 
@@ -155,11 +174,14 @@ def main(argv: Sequence[str] | None = None, demo: bool = False) -> int:
         if args.print_config:
             from serve.app import serve_config
 
-            config = serve_config(args.specs, args.host or "0.0.0.0", args.port, args.ingress, demo)
+            host = args.host or "0.0.0.0"
+            config = serve_config(args.specs, host, args.port, args.ingress, demo, args.proxy_location)
             print(yaml.safe_dump(config, sort_keys=False), end="")
             return 0
         host = args.host or "127.0.0.1"
-        url, ingress, started_here = start(args.specs, host, args.port, args.address, demo, args.ingress)
+        url, ingress, started_here = start(
+            args.specs, host, args.port, args.address, demo, args.ingress, args.proxy_location
+        )
     except FatalError as exc:
         print(f"pipefleet: error: {exc}", file=sys.stderr)
         return 2
@@ -171,13 +193,31 @@ def main(argv: Sequence[str] | None = None, demo: bool = False) -> int:
         print(f"pipefleet: demo page at {url}{DEMO_PATH}/")
     # SIGTERM (a service manager, `kill`) stops the endpoint as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from serve.watch import ReplicaWatch
+
     try:
-        while True:
-            time.sleep(3600)
+        _watch(ReplicaWatch(_specs(args.specs), autoscaler=not started_here))
     except KeyboardInterrupt:
         print("pipefleet: stopping", file=sys.stderr)
         _stop(started_here)
     return 0
+
+
+def _watch(watch: "ReplicaWatch") -> None:
+    """Until Ctrl-C: say when replicas that Serve adds (autoscaling, or one replaced) wait for room, and when
+    they no longer do. A look that fails (Serve busy, or restarting its controller) is skipped."""
+    import ray
+
+    from serve.watch import replica_states
+
+    while True:
+        time.sleep(WATCH_EVERY_S)
+        try:
+            lines = watch.news(replica_states(), ray.available_resources())
+        except Exception:  # noqa: BLE001 - only a report: the endpoint keeps serving without it
+            continue
+        for line in lines:
+            print(f"pipefleet: {line}", file=sys.stderr, flush=True)
 
 
 def _stop(started_here: bool) -> None:

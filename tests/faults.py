@@ -13,6 +13,7 @@ from typing import Any
 
 OOM_ROWS_ENV = "PIPEFLEET_TEST_OOM_ABOVE_ROWS"
 WRITE_FAIL_ENV = "PIPEFLEET_TEST_FAIL_WRITES_AFTER_FILES"
+FORWARD_DELAY_ENV = "PIPEFLEET_TEST_FORWARD_DELAY_S"
 
 
 def oom_above(model: Any, max_rows: int) -> Any:
@@ -44,6 +45,30 @@ def oom_in_workers() -> None:
         return pipe
 
     pipefleet.models.load_pipeline = load_with_fault
+
+
+def slow_forward_in_workers() -> None:
+    """Worker hook: every forward pass of a pipeline loaded in this worker first sleeps ``$FORWARD_DELAY_ENV``
+    seconds, so that a job lasts as long on a fast machine as on a slow one (and the sleep costs no CPU)."""
+    import time
+
+    import pipefleet.models
+
+    delay_s = float(os.environ[FORWARD_DELAY_ENV])
+    load = pipefleet.models.load_pipeline
+
+    def load_slowed(*args: Any, **kwargs: Any) -> Any:
+        pipe = load(*args, **kwargs)
+        forward = pipe.model.forward
+
+        def slowed(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(delay_s)
+            return forward(*args, **kwargs)
+
+        pipe.model.forward = slowed
+        return pipe
+
+    pipefleet.models.load_pipeline = load_slowed
 
 
 def disk_full_in_workers() -> None:

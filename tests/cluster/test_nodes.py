@@ -53,9 +53,30 @@ def _spec(tmp_path: Path, model: str, rows: int, **compute) -> Path:
     return path
 
 
-def _start_job(spec: Path, address: str) -> subprocess.Popen:
-    env = {**os.environ, "RAY_ADDRESS": address}
+# The job's driver with a worker setup hook of tests/faults.py, as tests/jobs/test_job.py runs it, for a
+# cluster: its workers are started by the nodes' raylets, not by the driver, so that the hook's settings travel
+# in the runtime environment instead of being inherited.
+_DRIVER_WITH_HOOK = """
+import json, sys, ray
+ray.init(namespace="pipefleet", runtime_env=json.loads(sys.argv[1]))
+from jobs.annotate import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _start_job(
+    spec: Path, address: str, env: dict[str, str] | None = None, hook: str | None = None, hook_env: dict | None = None
+) -> subprocess.Popen:
+    """Run the job on the cluster at ``address``; with ``hook``, every Ray worker of the job first runs
+    ``tests.faults.<hook>``, with ``hook_env`` in its environment."""
+    env = {**(env or os.environ), "RAY_ADDRESS": address}
     command = [sys.executable, "-m", "jobs.annotate", str(spec)]
+    if hook:
+        runtime_env = {
+            "worker_process_setup_hook": f"tests.faults.{hook}",
+            "env_vars": {"PYTHONPATH": str(REPO), **(hook_env or {})},
+        }
+        command = [sys.executable, "-c", _DRIVER_WITH_HOOK, json.dumps(runtime_env), str(spec)]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

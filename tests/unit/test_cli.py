@@ -75,3 +75,26 @@ def test_capacity_problems_name_what_the_replicas_need():
     scaled = spec("/g", num_cpus=1, num_gpus=1, autoscaling={"min_replicas": 2, "max_replicas": 4})
     (gpu,) = capacity_problems([scaled], {"CPU": 8.0, "GPU": 1.0})
     assert "need 2 GPUs (/g 2 x 1) and Ray has 1" in gpu and "min_replicas" in gpu
+
+
+def test_the_replica_watch_says_when_replicas_wait_for_room_and_when_they_no_longer_do():
+    from pipefleet.spec import parse_spec
+    from serve.watch import ReplicaWatch
+
+    gpu = parse_spec({"task": "text-classification", "model": "m", "serve": {"route": "/g", "num_gpus": 1}})
+    watch = ReplicaWatch([gpu], autoscaler=True)
+    assert watch.news({"pipefleet-g": {"RUNNING": 1}}, {"CPU": 3.0}) == []  # nothing waits: nothing to say
+    (waiting,) = watch.news({"pipefleet-g": {"RUNNING": 1, "STARTING": 2}}, {"CPU": 3.0, "GPU": 0.0})
+    assert waiting == (
+        "waiting for the autoscaler: /g: 2 replica(s) starting, 1 running; each asks for 1 CPU and 1 GPU, "
+        "and the cluster has 0 GPU free"
+    )
+    assert watch.news({"pipefleet-g": {"RUNNING": 1, "STARTING": 2}}, {"CPU": 3.0}) == []  # said once
+    assert len(watch.news({"pipefleet-g": {"RUNNING": 2, "STARTING": 1}}, {"CPU": 3.0})) == 1  # the count moved
+    (placed,) = watch.news({"pipefleet-g": {"RUNNING": 3}}, {"CPU": 1.5})
+    assert placed == "/g: 3 replica(s) running; none waits for room"
+    # Starting with room to spare (a model loading): no wait to report.
+    assert watch.news({"pipefleet-g": {"RUNNING": 3, "STARTING": 1}}, {"CPU": 1.0, "GPU": 1.0}) == []
+    local = ReplicaWatch([gpu], autoscaler=False)
+    (stuck,) = local.news({"pipefleet-g": {"STARTING": 1}}, {"CPU": 1.0})
+    assert "nothing brings more to a local Ray; lower serve.autoscaling.max_replicas" in stuck
