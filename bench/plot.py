@@ -19,7 +19,9 @@ def plot_batch(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = sorted(results["sizes"], key=int)
-    figure, axes = plt.subplots(1, len(sizes), figsize=(8 * len(sizes), 3.8), squeeze=False)
+    rows = max(len(results["sizes"][size]["rows_per_s"]) for size in sizes)
+    # Wide and tall enough for the contenders' long names beside their bars.
+    figure, axes = plt.subplots(1, len(sizes), figsize=(12 * len(sizes), 1.5 + 0.3 * rows), squeeze=False)
     for axis, size in zip(axes[0], sizes):
         rates = results["sizes"][size]["rows_per_s"]
         names = list(rates)
