@@ -322,15 +322,17 @@ def _replicas(route: str) -> int:
 @pytest.mark.slow
 def test_replicas_scale_up_under_load_and_back_down(endpoint):
     assert _replicas("/scaled") == 1
-    deadline = time.monotonic() + 60
+    # 16 callers for up to two minutes: with 8 callers and 60 s, one run of every tier on 2 cores saw no second
+    # replica (the test passed alone); more callers keep the replica's ongoing requests further above the target.
+    deadline = time.monotonic() + 120
     scaled_up = False
 
     def call(_):
         return post(endpoint, "/scaled", "keep me busy").status_code
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=16) as pool:
         while time.monotonic() < deadline and not scaled_up:
-            list(pool.map(call, range(32)))
+            list(pool.map(call, range(64)))
             scaled_up = _replicas("/scaled") == 2
     assert scaled_up, "no second replica under sustained load"
     deadline = time.monotonic() + 60
