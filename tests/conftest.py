@@ -16,20 +16,13 @@ from typing import Any
 
 import pytest
 
+from tests.tiers import TIERS
 from tests.tiny_models import build_tiny_model, minilm_path
 
-TIERS = ("unit", "jobs", "serve", "clients", "reliability", "cluster", "gpu")
 TESTS = Path(__file__).resolve().parent
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--tier",
-        default="unit",
-        help=f"comma-separated tiers to run, of {', '.join(TIERS)}, or all (default: unit)",
-    )
-
-
+# --tier itself is declared in the repository's root conftest.py, so that pytest knows it before it reads arguments.
 def pytest_configure(config: pytest.Config) -> None:
     wanted = config.getoption("--tier")
     tiers = set(TIERS) if wanted == "all" else {tier.strip() for tier in wanted.split(",") if tier.strip()}
