@@ -205,8 +205,9 @@ def run_size(rows: int, threads: int, everything: bool) -> dict[str, Any]:
         corpus_path = workdir / "corpus.parquet"
         pq.write_table(corpus, corpus_path)
         variants = [("fp32", False)] + ([("bf16 weights", True)] if native_bf16 else [])
+        peers = {}
         for label, bf16 in variants:
-            peer = sentence_transformers(corpus_path, workdir / f"st-{label}.parquet", threads, bf16)
+            peer = peers[label] = sentence_transformers(corpus_path, workdir / f"st-{label}.parquet", threads, bf16)
             done(f"(e) sentence-transformers {label}, whole process", rows / peer["wall_s"])
             done(f"(e) sentence-transformers {label}, encode() alone", rows / peer["encode_s"])
             agreement[f"(e) sentence-transformers {label}"] = lowest_cosine(vectors_of(peer["output"], ids), reference)
@@ -225,8 +226,10 @@ def run_size(rows: int, threads: int, everything: bool) -> dict[str, Any]:
         # The same work as sentence-transformers: texts cut at its max_seq_length (256 tokens for this model)
         # instead of at the model's 512, as pipeline() and the job do by default (params: {max_length: 256}).
         same_work = {}
-        st_vectors = vectors_of(str(workdir / "st-fp32.parquet"), ids)
-        for label, extra in list(settings.items())[:2]:
+        st_vectors = vectors_of(peers["fp32"]["output"], ids)
+        for label, extra in settings.items():
+            if label == "dtype: bfloat16":  # its vectors miss the accurate modes' 0.9999
+                continue
             result = job(corpus_path, 1, threads, workdir, params={"max_length": st_max_seq_length()}, **extra)
             jobs[f"{label}, {SAME_WORK}"] = result
             done(f"(d) pipefleet job {label}, {SAME_WORK}, whole process", rows / result["wall_s"])

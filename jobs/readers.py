@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -104,32 +105,33 @@ def footer_readers_sized_for(path: str) -> Iterator[None]:
     (9.1-9.2 s against 9.9-13.3 s for README command 1's job). Remote inputs keep Ray's pool (listing
     them here would cost a second listing), and so does a value the user exported.
     """
-    count = _local_parquet_files(path)
-    if count is None or FOOTER_ACTORS in os.environ:
-        yield
-        return
-    try:
-        from ray.data._internal.datasource_v2.formats.parquet import footer_file_indexer as indexer
-    except ImportError:  # a Ray without the footer-reading pool
-        yield
-        return
-    # Ray's own defaults, read where Ray keeps them (10 files a batch, 32 actors in 2.60).
-    batches = math.ceil(count / getattr(indexer, "_DEFAULT_BATCH_SIZE", 10))
-    os.environ[FOOTER_ACTORS] = str(max(1, min(getattr(indexer, "_DEFAULT_NUM_ACTORS", 32), batches)))
+    actors = None if FOOTER_ACTORS in os.environ else _footer_actors_for(path)
+    if actors is not None:
+        os.environ[FOOTER_ACTORS] = str(actors)
     try:
         yield  # the reader takes its pool size when it is built, in read_parquet
     finally:
-        del os.environ[FOOTER_ACTORS]
+        if actors is not None:
+            del os.environ[FOOTER_ACTORS]
 
 
-def _local_parquet_files(path: str) -> int | None:
-    """How many files a local Parquet path holds (a file: 1); None for a remote path."""
+def _footer_actors_for(path: str) -> int | None:
+    """Footer readers for a local Parquet path: one per batch of files, up to Ray's pool; None to keep Ray's."""
     if "://" in path and not path.startswith("file://"):
         return None
+    try:
+        from ray.data._internal.datasource_v2.formats.parquet import footer_file_indexer as indexer
+    except ImportError:  # a Ray without the footer-reading pool
+        return None
+    # Ray's own defaults, read where Ray keeps them (10 files a batch, 32 actors in 2.60).
+    per_actor, most = getattr(indexer, "_DEFAULT_BATCH_SIZE", 10), getattr(indexer, "_DEFAULT_NUM_ACTORS", 32)
     path = path.removeprefix("file://")
     if not os.path.isdir(path):
         return 1
-    return sum(1 for _, _, files in os.walk(path) for name in files if not name.startswith((".", "_")))
+    # Counting stops once the pool would be full: a folder of a million files is not listed here twice.
+    files = (name for _, _, names in os.walk(path) for name in names if not name.startswith((".", "_")))
+    count = sum(1 for _ in itertools.islice(files, per_actor * most))
+    return max(1, min(most, math.ceil(count / per_actor)))
 
 
 def _read_saved_hf_dataset(path: str, split: str | None) -> "ray.data.Dataset":

@@ -189,14 +189,15 @@ def main(argv: Sequence[str] | None = None, demo: bool = False) -> int:
         f"pipefleet: serving {', '.join(args.specs)} at {url} through {ingress} "
         f"(routes: GET {url}/, docs: {url}/docs); Ctrl-C stops"
     )
-    if demo or any(s.serve.demo for s in _specs(args.specs)):
+    specs = _specs(args.specs)
+    if demo or any(s.serve.demo for s in specs):
         print(f"pipefleet: demo page at {url}{DEMO_PATH}/")
     # SIGTERM (a service manager, `kill`) stops the endpoint as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     from serve.watch import ReplicaWatch
 
     try:
-        _watch(ReplicaWatch(_specs(args.specs), autoscaler=not started_here))
+        _watch(ReplicaWatch(specs, autoscaler=not started_here))
     except KeyboardInterrupt:
         print("pipefleet: stopping", file=sys.stderr)
         _stop(started_here)

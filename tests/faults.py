@@ -8,6 +8,7 @@ The hooks' settings travel in environment variables, which Ray workers inherit.
 from __future__ import annotations
 
 import errno
+import json
 import os
 from typing import Any
 
@@ -32,43 +33,45 @@ def oom_above(model: Any, max_rows: int) -> Any:
     return model
 
 
-def oom_in_workers() -> None:
-    """Worker hook: every pipeline loaded in this worker runs out of memory above ``$OOM_ROWS_ENV`` rows."""
+def slowed(model: Any, delay_s: float) -> Any:
+    """Make every forward pass of ``model`` sleep ``delay_s`` first (a sleep costs no CPU)."""
+    import time
+
+    forward = model.forward
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(delay_s)
+        return forward(*args, **kwargs)
+
+    model.forward = slow
+    return model
+
+
+def _on_every_loaded_model(change: Any) -> None:
+    """Apply ``change`` (model -> model) to the model of every pipeline this worker loads from now on."""
     import pipefleet.models
 
-    max_rows = int(os.environ[OOM_ROWS_ENV])
     load = pipefleet.models.load_pipeline
 
-    def load_with_fault(*args: Any, **kwargs: Any) -> Any:
+    def load_changed(*args: Any, **kwargs: Any) -> Any:
         pipe = load(*args, **kwargs)
-        oom_above(pipe.model, max_rows)
+        change(pipe.model)
         return pipe
 
-    pipefleet.models.load_pipeline = load_with_fault
+    pipefleet.models.load_pipeline = load_changed
+
+
+def oom_in_workers() -> None:
+    """Worker hook: every pipeline loaded in this worker runs out of memory above ``$OOM_ROWS_ENV`` rows."""
+    max_rows = int(os.environ[OOM_ROWS_ENV])
+    _on_every_loaded_model(lambda model: oom_above(model, max_rows))
 
 
 def slow_forward_in_workers() -> None:
     """Worker hook: every forward pass of a pipeline loaded in this worker first sleeps ``$FORWARD_DELAY_ENV``
-    seconds, so that a job lasts as long on a fast machine as on a slow one (and the sleep costs no CPU)."""
-    import time
-
-    import pipefleet.models
-
+    seconds, so that a job lasts as long on a fast machine as on a slow one."""
     delay_s = float(os.environ[FORWARD_DELAY_ENV])
-    load = pipefleet.models.load_pipeline
-
-    def load_slowed(*args: Any, **kwargs: Any) -> Any:
-        pipe = load(*args, **kwargs)
-        forward = pipe.model.forward
-
-        def slowed(*args: Any, **kwargs: Any) -> Any:
-            time.sleep(delay_s)
-            return forward(*args, **kwargs)
-
-        pipe.model.forward = slowed
-        return pipe
-
-    pipefleet.models.load_pipeline = load_slowed
+    _on_every_loaded_model(lambda model: slowed(model, delay_s))
 
 
 def disk_full_in_workers() -> None:
@@ -85,3 +88,25 @@ def disk_full_in_workers() -> None:
         return write_dataset(data, base_dir, *args, **kwargs)
 
     pyarrow.dataset.write_dataset = write_until_full
+
+
+# The job's driver with a hook of this module in every Ray worker: ray.init with the runtime environment and
+# init arguments given as JSON, then the job's own entry point on the remaining arguments.
+_DRIVER_WITH_HOOK = """
+import json, sys, ray
+ray.init(namespace="pipefleet", runtime_env=json.loads(sys.argv[1]), **json.loads(sys.argv[2]))
+from jobs.annotate import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def driver_with_hook(hook: str, env_vars: dict[str, str] | None = None, **init: Any) -> list[str]:
+    """Python's arguments (before the spec) to run the job with ``tests.faults.<hook>`` in every Ray worker.
+
+    ``env_vars`` travel in the runtime environment: on a cluster, the nodes' raylets start the workers, which
+    do not inherit the driver's environment. ``init``: more ``ray.init`` arguments (a local Ray's size).
+    """
+    runtime_env: dict[str, Any] = {"worker_process_setup_hook": f"tests.faults.{hook}"}
+    if env_vars:
+        runtime_env["env_vars"] = env_vars
+    return ["-c", _DRIVER_WITH_HOOK, json.dumps(runtime_env), json.dumps(init)]

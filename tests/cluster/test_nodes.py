@@ -16,6 +16,7 @@ import pytest
 
 from examples.make_corpus import make_corpus
 from jobs.layout import manifest_path
+from tests.faults import driver_with_hook
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -53,30 +54,14 @@ def _spec(tmp_path: Path, model: str, rows: int, **compute) -> Path:
     return path
 
 
-# The job's driver with a worker setup hook of tests/faults.py, as tests/jobs/test_job.py runs it, for a
-# cluster: its workers are started by the nodes' raylets, not by the driver, so that the hook's settings travel
-# in the runtime environment instead of being inherited.
-_DRIVER_WITH_HOOK = """
-import json, sys, ray
-ray.init(namespace="pipefleet", runtime_env=json.loads(sys.argv[1]))
-from jobs.annotate import main
-sys.exit(main(sys.argv[2:]))
-"""
-
-
 def _start_job(
     spec: Path, address: str, env: dict[str, str] | None = None, hook: str | None = None, hook_env: dict | None = None
 ) -> subprocess.Popen:
     """Run the job on the cluster at ``address``; with ``hook``, every Ray worker of the job first runs
     ``tests.faults.<hook>``, with ``hook_env`` in its environment."""
     env = {**(env or os.environ), "RAY_ADDRESS": address}
-    command = [sys.executable, "-m", "jobs.annotate", str(spec)]
-    if hook:
-        runtime_env = {
-            "worker_process_setup_hook": f"tests.faults.{hook}",
-            "env_vars": {"PYTHONPATH": str(REPO), **(hook_env or {})},
-        }
-        command = [sys.executable, "-c", _DRIVER_WITH_HOOK, json.dumps(runtime_env), str(spec)]
+    driver = driver_with_hook(hook, {"PYTHONPATH": str(REPO), **(hook_env or {})}) if hook else ["-m", "jobs.annotate"]
+    command = [sys.executable, *driver, str(spec)]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

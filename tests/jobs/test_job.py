@@ -20,6 +20,7 @@ from jobs.annotate import annotate
 from jobs.layout import manifest_path
 from pipefleet.registry import handler_class
 from pipefleet.spec import parse_spec
+from tests.faults import driver_with_hook
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -233,19 +234,10 @@ def test_corrupt_rows_each_get_their_error_and_nothing_is_lost(local_ray, tiny_m
 
 
 # The job's own entry point, after a local Ray whose workers all run a fault hook from tests/faults.py.
-_DRIVER_WITH_HOOK = """
-import sys, ray
-ray.init(num_cpus=4, include_dashboard=False, namespace="pipefleet",
-         runtime_env={"worker_process_setup_hook": sys.argv[1]})
-from jobs.annotate import main
-sys.exit(main(sys.argv[2:]))
-"""
-
-
 def _run_job(spec_path: Path, *extra: str, hook: str | None = None, env: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **(env or {})}
     env.pop("RAY_ADDRESS", None)
-    command = ["-c", _DRIVER_WITH_HOOK, f"tests.faults.{hook}"] if hook else ["-m", "jobs.annotate"]
+    command = driver_with_hook(hook, num_cpus=4, include_dashboard=False) if hook else ["-m", "jobs.annotate"]
     return subprocess.Popen(
         [sys.executable, *command, str(spec_path), *extra],
         cwd=REPO,
