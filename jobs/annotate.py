@@ -28,6 +28,7 @@ from jobs.readers import id_column_of, read_corpus
 from jobs.watch import StallWatch
 from jobs.worker import STATS_ACTOR, AnnotateBatch, JobStats
 from pipefleet.errors import FatalError, JobFailed, SpecError
+from pipefleet.local_ray import start_local_ray, stop_local_ray
 from pipefleet.precision import summary as precision_summary
 from pipefleet.registry import handler_class
 from pipefleet.spec import Spec, load_spec
@@ -47,7 +48,7 @@ def connect(address: str | None, spare_cpus: int) -> bool:
     if address:
         ray.init(address=address, namespace="pipefleet")
         return False
-    ray.init(namespace="pipefleet", include_dashboard=False, num_cpus=(os.cpu_count() or 1) + spare_cpus)
+    start_local_ray("pipefleet", spare_cpus)
     return True
 
 
@@ -142,7 +143,7 @@ def annotate(spec: Spec, address: str | None = None) -> dict[str, Any]:
     this_run["nodes_lost"] = sorted(set(nodes_at_start) - set(alive_nodes()))
     ray.kill(stats)
     if started_here:  # the job's own local Ray: stopped now, so that its shutdown is measured too
-        ray.shutdown()
+        stop_local_ray()
     timing = {"started": job_started, "written": written, "stopped": time.time()}
 
     manifest = build_manifest(spec, output, corpus.id_column, plan, done_before, this_run, timing)

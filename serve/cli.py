@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from pipefleet.errors import FatalError
+from pipefleet.local_ray import start_local_ray, stop_local_ray
 from serve.demo import DEMO_PATH
 
 if TYPE_CHECKING:
@@ -96,12 +97,12 @@ def start(
     if address and not ray.is_initialized():
         ray.init(address=address, namespace="serve")
     elif started_here:
-        # One logical CPU more than the cores, as the job does: the index's share then fits
+        # One logical CPU more than the cores, as the job has: the index's share then fits
         # beside replicas that take every core.
-        ray.init(namespace="serve", include_dashboard=False, num_cpus=(os.cpu_count() or 1) + 1)
+        start_local_ray("serve", spare_cpus=1)
     problems = capacity_problems(loaded, ray.cluster_resources())
     if problems and started_here:
-        ray.shutdown()
+        stop_local_ray()
         raise FatalError("the endpoint cannot start on this machine: " + "; ".join(problems))
     for problem in problems:  # a cluster's autoscaler may be bringing the nodes
         print(f"pipefleet: waiting for the autoscaler: {problem}", file=sys.stderr)
@@ -224,11 +225,10 @@ def _watch(watch: "ReplicaWatch") -> None:
 def _stop(started_here: bool) -> None:
     """Stop the endpoint: the whole local Ray this command started (at once: replicas need not drain), or
     only Serve on a cluster."""
-    import ray
     from ray import serve
 
     if started_here:
-        ray.shutdown()
+        stop_local_ray()
     else:
         serve.shutdown()
 
