@@ -19,9 +19,7 @@ def start_local_ray(namespace: str, spare_cpus: int) -> None:
     """
     import ray
 
-    ray.init(
-        address="local", namespace=namespace, include_dashboard=False, num_cpus=(os.cpu_count() or 1) + spare_cpus
-    )
+    ray.init(address="local", namespace=namespace, include_dashboard=False, num_cpus=(os.cpu_count() or 1) + spare_cpus)
 
 
 def stop_local_ray() -> None:
