@@ -8,7 +8,7 @@ Every contender gets the same total number of threads, and runs on the same corp
       (what an embeddings user runs instead of a job), as a whole process and its encode() alone
   (d) the pipefleet job on a local Ray: Parquet in, Parquet out, one actor holding every thread
       (README command 1's shape), as a whole process and from its first batch on; in float32 also
-      one actor per thread
+      one actor per thread, and joining a Ray started before it (as a job submitted to a cluster)
 and, where the CPU computes bfloat16 natively, the same in bfloat16: (b) with autocast, (e) with
 bfloat16 weights, (d) with autocast: bfloat16 and with dtype: bfloat16, each against float32's
 vectors (lowest cosine). ``--all`` adds (a) the raw loop in file order and (c) a plain
