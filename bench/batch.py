@@ -157,20 +157,22 @@ def job(
     return {**run_job(spec, workdir / f"spec-{name}.yaml", address), "output": spec["output"]["path"]}
 
 
-# A local Ray kept by a process of its own: prints its address, stops when its stdin closes.
+# The job's own local Ray (pipefleet/local_ray.py), kept by a process of its own: prints its address,
+# stops when its stdin closes.
 RAY_KEEPER = (
-    "import os, sys, ray; "
-    "ray.init(address='local', num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False, log_to_driver=False); "
-    "print(ray.get_runtime_context().gcs_address, flush=True); sys.stdin.read(); ray.shutdown()"
+    "import sys, ray; from pipefleet.local_ray import start_local_ray, stop_local_ray; "
+    "start_local_ray('pipefleet', spare_cpus=1); "
+    "print(ray.get_runtime_context().gcs_address, flush=True); sys.stdin.read(); stop_local_ray()"
 )
 
 
 @contextlib.contextmanager
 def running_ray() -> Iterator[str]:
     """The address of a Ray that is up before the job starts, as a cluster is under ``ray job submit``
-    (with the logical CPUs the job gives its own local Ray)."""
+    (started as the job starts its own local Ray)."""
     keeper = subprocess.Popen(
         [sys.executable, "-c", RAY_KEEPER],
+        cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
