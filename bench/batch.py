@@ -7,8 +7,9 @@ Every contender gets the same total number of threads, and runs on the same corp
   (e) sentence-transformers: a script that reads the Parquet corpus, encode()s it, writes Parquet
       (what an embeddings user runs instead of a job), as a whole process and its encode() alone
   (d) the pipefleet job on a local Ray: Parquet in, Parquet out, one actor holding every thread
-      (README command 1's shape), as a whole process and from its first batch on; in float32 also
-      one actor per thread, and joining a Ray started before it (as a job submitted to a cluster)
+      (README command 1's shape: a lane of one thread per CPU), as a whole process and from its
+      first batch on; in float32 also that actor with one lane of every thread, one actor per
+      thread, and joining a Ray started before it (as a job submitted to a cluster)
 and, where the CPU computes bfloat16 natively, the same in bfloat16: (b) with autocast, (e) with
 bfloat16 weights, (d) with autocast: bfloat16 and with dtype: bfloat16, each against float32's
 vectors (lowest cosine). ``--all`` adds (a) the raw loop in file order and (c) a plain
@@ -134,15 +135,23 @@ def run_job(spec: dict[str, Any], spec_path: Path, address: str | None = None) -
     }
 
 
-def layout_name(actors: int, threads_per_actor: int) -> str:
-    return f"{actors} actor(s) x {threads_per_actor} thread(s)"
+def layout_name(actors: int, threads_per_actor: int, lanes: int | None = None) -> str:
+    """``1 actor(s) x 2 thread(s)``; ``, 1 lane`` where the spec sets compute.lanes (the default: one per thread)."""
+    return f"{actors} actor(s) x {threads_per_actor} thread(s)" + (f", {lanes} lane(s)" if lanes else "")
 
 
 def job(
-    corpus_path: Path, actors: int, threads_per_actor: int, workdir: Path, address: str | None = None, **settings: Any
+    corpus_path: Path,
+    actors: int,
+    threads_per_actor: int,
+    workdir: Path,
+    lanes: int | None = None,
+    address: str | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Contender (d): the real job in a fresh process; its wall time and the manifest's numbers."""
-    parts = [f"{actors}x{threads_per_actor}", *map(str, settings.items()), *(["joined"] if address else [])]
+    parts = [f"{actors}x{threads_per_actor}", *([f"lanes{lanes}"] if lanes else [])]
+    parts += [*map(str, settings.items()), *(["joined"] if address else [])]
     name = re.sub(r"[^A-Za-z0-9.-]+", "-", "-".join(parts))
     spec = {
         "task": "feature-extraction",
@@ -151,7 +160,12 @@ def job(
         "batch_size": BATCH,
         "input": {"path": str(corpus_path), "id_column": "doc_id"},
         "output": {"path": str(workdir / f"out-{name}"), "column": "embedding"},
-        "compute": {"num_cpus": threads_per_actor, "concurrency": actors, "rows_per_call": 1024},
+        "compute": {
+            "num_cpus": threads_per_actor,
+            "concurrency": actors,
+            "rows_per_call": 1024,
+            **({"lanes": lanes} if lanes else {}),
+        },
         **settings,
     }
     return {**run_job(spec, workdir / f"spec-{name}.yaml", address), "output": spec["output"]["path"]}
@@ -252,10 +266,10 @@ def run_size(rows: int, threads: int, everything: bool) -> dict[str, Any]:
         if native_bf16:
             settings |= {"autocast: bfloat16": {"autocast": "bfloat16"}, "dtype: bfloat16": {"dtype": "bfloat16"}}
         for label, extra in settings.items():
-            for actors, per_actor in job_layouts(threads) if label == "fp32" else job_layouts(threads)[:1]:
-                result = job(corpus_path, actors, per_actor, workdir, **extra)
-                jobs[f"{label}, {layout_name(actors, per_actor)}"] = result
-                print(f"  job {label}, {layout_name(actors, per_actor)}: {result}", flush=True)
+            for layout in job_layouts(threads) if label == "fp32" else job_layouts(threads)[:1]:
+                result = job(corpus_path, *layout[:2], workdir, layout[2], **extra)
+                jobs[f"{label}, {layout_name(*layout)}"] = result
+                print(f"  job {label}, {layout_name(*layout)}: {result}", flush=True)
             main_run = jobs[f"{label}, {layout_name(1, threads)}"]
             done(f"(d) pipefleet job {label}, whole process", rows / main_run["wall_s"])
             done(f"(d) pipefleet job {label}, from its first batch", main_run["steady_rows_per_s"])
@@ -295,9 +309,10 @@ def st_max_seq_length() -> int:
     return json.loads((Path(minilm()) / "sentence_bert_config.json").read_text())["max_seq_length"]
 
 
-def job_layouts(threads: int) -> list[tuple[int, int]]:
-    """(actors, threads per actor) for ``threads`` in all: one actor with every thread first."""
-    return list(dict.fromkeys([(1, threads), (threads, 1)]))
+def job_layouts(threads: int) -> list[tuple[int, int, int | None]]:
+    """(actors, threads per actor, compute.lanes) for ``threads`` in all: one actor with every thread first
+    (a lane per thread, the default), then one lane of every thread (before lanes), then an actor per thread."""
+    return list(dict.fromkeys([(1, threads, None), (1, threads, 1), (threads, 1, None)]))
 
 
 def main() -> None:

@@ -207,7 +207,7 @@ def summary(manifest: dict[str, Any]) -> str:
     errored = run["errored"] if run["errored"] is not None else "?"  # "?": the stats were lost with their node
     this_run = (
         f"{run['rows']} rows ({errored} errored) in {run['wall_s']:.1f} s, "
-        f"{run['rows_per_s'] or 0:.1f} rows/s on {len(run['per_actor_rows'])} actor(s)"
+        f"{run['rows_per_s'] or 0:.1f} rows/s on {len(run['per_actor_rows'])} actor(s){_lanes(run['compute'])}"
         if run["rows"]
         else "nothing left to do: every input row already had its output"
     )
@@ -241,6 +241,14 @@ def summary(manifest: dict[str, Any]) -> str:
             f"manifest {manifest_path(manifest['output'])}",
         ]
     )
+
+
+def _lanes(compute: dict[str, Any]) -> str:
+    """`` x 2 lanes of 1 thread``: how each actor ran its forward passes, when it said so."""
+    lanes, threads = compute.get("lanes"), compute.get("threads_per_lane")
+    if not lanes:
+        return ""
+    return f" x {lanes} lane(s) of {threads} thread(s)"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipefleet.errors import FatalError
 from pipefleet.spec import ComputeSpec
@@ -30,6 +30,15 @@ class Plan:
         if isinstance(self.concurrency, int):
             return ActorPoolStrategy(size=self.concurrency)
         return ActorPoolStrategy(min_size=self.concurrency[0], max_size=self.concurrency[1])
+
+
+def forward_lanes(compute: ComputeSpec, device: Any) -> int:
+    """Forward passes one actor runs at once (:attr:`pipefleet.engine.Engine.lanes`), its torch
+    threads shared among them: ``compute.lanes``, by default one per whole CPU on a CPU; one on an
+    accelerator, which runs one pass at a time anyway."""
+    if getattr(device, "type", "cpu") != "cpu":
+        return 1
+    return compute.lanes or max(1, int(compute.num_cpus))
 
 
 def spare_cpus(resuming: bool) -> int:

@@ -115,7 +115,14 @@ def build_manifest(
             # After the output was written: stopping the job's own Ray (nothing to stop on a cluster).
             "teardown_s": round(timing["stopped"] - timing["written"], 3),
             "per_actor_rows": this_run["rows"],
-            "compute": {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "concurrency": plan.concurrency},
+            "compute": {
+                "num_cpus": plan.num_cpus,
+                "num_gpus": plan.num_gpus,
+                "concurrency": plan.concurrency,
+                # Forward passes each actor ran at once, and torch threads for each (jobs/compute.py).
+                "lanes": identity.get("lanes"),
+                "threads_per_lane": identity.get("threads_per_lane"),
+            },
             "notes": list(plan.notes),
         },
         "spec": json.loads(spec.model_dump_json()),

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from jobs.columns import DECODED, ERROR, FILE_BYTES, READ_ERROR
+from jobs.compute import forward_lanes
 from jobs.decode import decoded_values
 from jobs.readers import FILE_FORMATS, input_columns
 from pipefleet.errors import RowError
@@ -75,13 +76,19 @@ class AnnotateBatch:
             self.dropped.append(FILE_BYTES)
         self.output_column = spec.output.column or self.handler.output_column
         self.handler.setup()
+        lanes = forward_lanes(spec.compute, self.handler.device)
+        threads_per_lane = max(1, int(spec.compute.num_cpus) // lanes)
+        torch.set_num_threads(threads_per_lane)
+        self.handler.engine.lanes = lanes
         self.arrow_type = self.handler.arrow_type(spec.params, tuple(self.columns))
         # Named by node, so that the manifest says where each actor ran: "<node ip>/<node id>:<pid>".
         context = ray.get_runtime_context()
         self.worker = f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}:{os.getpid()}"
         self.stats = ray.get_actor(stats_name) if stats_name else None
         if self.stats is not None:
-            self.stats.set_identity.remote(self.handler.identity())
+            self.stats.set_identity.remote(
+                {**self.handler.identity(), "lanes": lanes, "threads_per_lane": threads_per_lane}
+            )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         began_at = time.time()

@@ -87,6 +87,13 @@ class ComputeSpec(_Section):
     )
     num_cpus: float = Field(1, gt=0, description="CPUs per actor.")
     concurrency: int | tuple[int, int] = Field(1, description="Actors: a fixed count, or [min, max] to autoscale.")
+    lanes: int | None = Field(
+        None,
+        ge=1,
+        description="Forward passes an actor on a CPU runs at once, its threads shared among them; "
+        "default: one per CPU (num_cpus), each on one thread. 1: one pass at a time on all its threads. "
+        "An actor on a GPU runs one.",
+    )
     rows_per_call: int = Field(
         1024, ge=1, description="Rows handed to one actor call; they are sorted by length and cut into batches."
     )
@@ -99,6 +106,15 @@ class ComputeSpec(_Section):
         description="Stop the job (exit 1) when no node of the cluster could hold even one actor for this long "
         "and no rows finished meanwhile: its nodes went away and no autoscaler brings others.",
     )
+
+    @model_validator(mode="after")
+    def _check_lanes(self) -> "ComputeSpec":
+        if self.lanes is not None and self.lanes > max(1, int(self.num_cpus)):
+            raise ValueError(
+                f"lanes {self.lanes} > num_cpus {self.num_cpus:g}: each lane needs a CPU of its own; "
+                f"raise num_cpus or lower lanes"
+            )
+        return self
 
     @field_validator("concurrency")
     @classmethod

@@ -89,6 +89,29 @@ def test_job_output_equals_handler(local_ray, tiny_model, tmp_path):
     assert loaded.num_rows == 2000 and set(loaded[0]["classification"][0]) == {"label", "score"}
 
 
+def test_an_actor_of_two_cpus_runs_two_lanes_and_writes_the_handlers_outputs(local_ray, tiny_model, tmp_path):
+    from jobs.annotate import summary
+
+    corpus = make_corpus(600, seed=3)
+    pq.write_table(corpus, tmp_path / "corpus.parquet")
+    spec = _spec(
+        tiny_model("text-classification"),
+        tmp_path / "corpus.parquet",
+        tmp_path / "out",
+        compute={"num_cpus": 2, "rows_per_call": 200},
+    )
+    manifest = annotate(spec)
+
+    compute = manifest["this_run"]["compute"]
+    assert (compute["lanes"], compute["threads_per_lane"]) == (2, 1)
+    assert "on 1 actor(s) x 2 lane(s) of 1 thread(s)" in summary(manifest)
+    table = _read_output(tmp_path / "out")
+    assert len(table) == 600 and table["error"].isna().all()
+    expected = _expected(spec, corpus["text"].to_pylist())
+    for text, got in zip(table["text"], table["classification"]):
+        _assert_same_classification(list(got), expected[text])
+
+
 def test_common_readers_read_exactly_the_output_rows(local_ray, tiny_model, tmp_path):
     import datasets
     import duckdb

@@ -102,6 +102,33 @@ def test_rows_keep_their_own_parameters_and_the_engine_sorts_and_batches():
     assert sorted(handler.forwarded) == [[1, 2], [3, 4]]
 
 
+def test_lanes_run_batches_at_once_and_keep_every_row_in_order():
+    import threading
+
+    class Meeting(Doubler):
+        """Each pass waits for a second to run beside it: passes one after another would time out and fail."""
+
+        def setup(self) -> None:
+            super().setup()
+            self.meeting = threading.Barrier(2, timeout=10)
+            self.threads: set[str] = set()
+
+        def forward(self, batch: list[Any], params: Any) -> list[Any]:
+            self.threads.add(threading.current_thread().name)
+            self.meeting.wait()
+            return super().forward(batch, params)
+
+    from pipefleet.spec import Spec
+
+    handler = Meeting(Spec.model_construct(task="test-doubler", params={}, batch_size=2, max_batch_tokens=None))
+    handler.setup()
+    handler.engine.lanes = 2
+    texts = ["abcd", "a", "abc", "ab"]
+    assert handler.predict(texts) == [8, 2, 6, 4]
+    assert sorted(handler.forwarded) == [[1, 2], [3, 4]]  # sorted by length, cut at batch_size, as in one lane
+    assert len(handler.threads) == 2 and all(name.startswith("pipefleet-lane") for name in handler.threads)
+
+
 def test_parameters_are_checked_once_per_call_and_immutable(monkeypatch):
     handler = doubler()
     checks = []

@@ -24,6 +24,21 @@ def test_plan_actors_adapts_or_fails_fast():
     assert waiting.concurrency == (1, 4) and "autoscaler" in waiting.notes[0]
 
 
+def test_an_actor_on_a_cpu_runs_one_lane_per_cpu_unless_told_otherwise():
+    import torch
+
+    from jobs.compute import forward_lanes
+    from pipefleet.spec import ComputeSpec
+
+    cpu = torch.device("cpu")
+    assert forward_lanes(ComputeSpec(num_cpus=4), cpu) == 4
+    assert forward_lanes(ComputeSpec(num_cpus=2.5), cpu) == 2  # whole CPUs only
+    assert forward_lanes(ComputeSpec(num_cpus=0.5), cpu) == 1
+    assert forward_lanes(ComputeSpec(num_cpus=4, lanes=1), cpu) == 1
+    assert forward_lanes(ComputeSpec(num_cpus=4, lanes=2), cpu) == 2
+    assert forward_lanes(ComputeSpec(num_cpus=4), torch.device("cuda", 0)) == 1  # one pass at a time on a GPU
+
+
 def test_manifest_counts_jsonl_whose_errors_come_late(tmp_path):
     # pyarrow infers JSON types from the first block (1 MiB); an error column null there must still count.
     from jobs.manifest import output_counts

@@ -31,6 +31,8 @@ BROKEN = [
     ({"task": "ner", "model_kwargs": {"token": "hf_x"}}, "export HF_TOKEN"),
     ({"task": "ner", "compute": {"concurrency": [4, 2]}}, "min 4 > max 2"),
     ({"task": "ner", "compute": {"concurrency": 0}}, "must be at least 1"),
+    ({"task": "ner", "compute": {"num_cpus": 2, "lanes": 3}}, "lanes 3 > num_cpus 2: each lane needs a CPU"),
+    ({"task": "ner", "compute": {"lanes": 0}}, "greater than or equal to 1"),
     ({"task": "ner", "compute": {"gpus": 1}}, "compute.gpus: unknown key"),
     ({"task": "ner", "input": {"format": "xlsx"}}, "input.format"),
     ({"task": "ner", "serve": {"route": "ner"}}, "must start with '/'"),

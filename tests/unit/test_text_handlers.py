@@ -82,6 +82,19 @@ def test_handler_equals_pipeline(tiny_model, make_handler, task, spec_params, ov
     assert_matches(handler.predict(inputs, params=override), expected)
 
 
+@pytest.mark.parametrize(("task", "spec_params", "override", "inputs"), CASES, ids=lambda c: str(c)[:40])
+def test_handler_in_lanes_equals_pipeline(tiny_model, make_handler, task, spec_params, override, inputs):
+    # Three forward passes at once (the job on a CPU of three cores), each in a thread of its own.
+    model = _task_model(tiny_model, task)
+    handler = make_handler(task, model, batch_size=2, params=spec_params)
+    handler.engine.lanes = 3
+    oracle = pipeline(task, model=model, device="cpu", **_pipeline_params(spec_params))
+    texts = list(inputs) * 2
+    oracle_batch = 1 if spec_params.get("pooling") == "none" else 2  # as in test_handler_equals_pipeline
+    expected = oracle(texts, batch_size=oracle_batch, **_pipeline_params(override))
+    assert_matches(handler.predict(texts, params=override), expected)
+
+
 def test_text_pairs_equal_pipeline(tiny_model, make_handler):
     model = tiny_model("text-classification")
     pairs = [{"text": "A man is eating.", "text_pair": "Someone eats food."}, {"text": "It rains", "text_pair": "Sun"}]
@@ -196,17 +209,20 @@ def test_parameters_the_pipeline_rejects_fail_only_their_rows(tiny_model, make_h
     ("task", "params"),
     [("text-classification", {"top_k": 2}), ("feature-extraction", {}), ("feature-extraction", {"pooling": "none"})],
 )
-def test_out_of_memory_halves_the_batch_and_loses_nothing(tiny_model, make_handler, task, params):
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_out_of_memory_halves_the_batch_and_loses_nothing(tiny_model, make_handler, task, params, lanes):
     from tests.faults import oom_above
 
     texts = TEXTS * 4
     handler = make_handler(task, tiny_model(task), batch_size=16, params=params)
     expected = handler.predict(texts)
+    handler.engine.lanes = lanes
     oom_above(handler.pipe.model, max_rows=5)
     got = handler.predict(texts)
     assert not any(isinstance(x, RowError) for x in got)
     assert_matches(got, expected)
-    assert handler.stats.oom_splits == 2  # 16 rows -> 8 -> 4, then the rest at 4
+    # 16 rows -> 8 -> 4, then the other 4 rows as they are (in one lane: at the halved size, 4 fitting).
+    assert handler.stats.oom_splits == 2
 
 
 def test_out_of_memory_on_a_single_row_is_that_rows_error(tiny_model, make_handler):
