@@ -63,13 +63,24 @@ class Engine:
     def __init__(self, handler: "TaskHandler", lanes: int = 1) -> None:
         self.handler = handler
         self.stats = RunStats()
-        self.lanes = lanes
         self._pool: ThreadPoolExecutor | None = None
+        self.lanes = lanes
         spec = handler.spec
         if spec.max_batch_tokens is not None:
             self.max_tokens: int | None = spec.max_batch_tokens
         else:
             self.max_tokens = CPU_BATCH_TOKENS if getattr(handler.device, "type", None) == "cpu" else None
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @lanes.setter
+    def lanes(self, lanes: int) -> None:
+        self._lanes = lanes
+        if self._pool is not None:  # made for the lanes before: the next call makes one for these
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def run(self, inputs: Sequence[Any], params: Any = None) -> list[Any]:
         """One outcome per input, in order: the handler's output or a RowError.

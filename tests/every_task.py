@@ -71,12 +71,12 @@ def _inputs(case: Case) -> list[Any]:
     return [{name: case.rows[name][index] for name in names} for index in range(count)]
 
 
-def _expected(case: Case, model: str) -> list[Any]:
+def _expected(case: Case, model: str, **spec_fields: Any) -> list[Any]:
     """The handler's outputs, computed with one torch thread as in the job's actors and the replicas:
     other thread counts sum floats in another order, which can flip a pixel of a PNG or a WAV byte."""
     import torch
 
-    spec = parse_spec({"task": case.task, "model": model, "device": "cpu", "params": case.params})
+    spec = parse_spec({"task": case.task, "model": model, "device": "cpu", "params": case.params, **spec_fields})
     handler = handler_class(case.task)(spec)
     handler.setup()
     threads = torch.get_num_threads()

@@ -1,5 +1,5 @@
 """Every image, audio and multimodal task through the job equals the handler: the typed Parquet column
-carries the handler's outputs.
+carries the handler's outputs, with the actor's forward passes in two lanes at once.
 """
 
 from __future__ import annotations
@@ -28,10 +28,13 @@ def test_job_output_equals_the_handler(local_ray, tiny_model, tmp_path, case):
             "params": case.params,
             "input": {"path": str(tmp_path / "in.parquet"), "columns": columns, "id_column": "row"},
             "output": {"path": str(tmp_path / "out"), "column": "result"},
-            "compute": {"num_cpus": 1, "concurrency": 1},
+            # Two lanes of one thread, a pass per row: every task's forward runs in two threads at once.
+            "batch_size": 1,
+            "compute": {"num_cpus": 2, "concurrency": 1},
         }
     )
-    annotate(spec)
+    manifest = annotate(spec)
+    assert manifest["this_run"]["compute"]["lanes"] == 2
     out = pq.read_table(tmp_path / "out").sort_by("row").to_pylist()
     assert [row["error"] for row in out] == [None] * len(out)
-    assert_matches([_comparable(row["result"]) for row in out], _expected(case, model))
+    assert_matches([_comparable(row["result"]) for row in out], _expected(case, model, batch_size=1))
