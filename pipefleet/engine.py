@@ -55,9 +55,10 @@ class Engine:
     ``lanes``: forward passes run at once, each in a thread of its own (set it with torch's threads
     divided among them). On a CPU, a pass on one thread wastes none of it waiting for a second
     thread at every operation, and one lane keeps working while Ray's own work takes a core: on 2
-    cores, two lanes of one thread ran MiniLM 3 to 30% faster than one pass on two threads
-    (bench/batch.py). Batches of one call are shared among the lanes, so the last rows of a job use
-    every lane too (two actors of one thread idle one core while the other finishes the last block).
+    cores, README command 1's job ran 1.14x as fast in two lanes of one thread as in one pass on two
+    threads (paired runs, README Benchmarks). Batches of one call are shared among the lanes, so the
+    last rows of a job use every lane too (two actors of one thread idle one core while the other
+    finishes the last block).
     """
 
     def __init__(self, handler: "TaskHandler", lanes: int = 1) -> None:
