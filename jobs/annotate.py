@@ -244,7 +244,7 @@ def summary(manifest: dict[str, Any]) -> str:
 
 
 def _lanes(compute: dict[str, Any]) -> str:
-    """`` x 2 lanes of 1 thread``: how each actor ran its forward passes, when it said so."""
+    """`` x 2 lane(s) of 1 thread(s)``: how each actor ran its forward passes, when it said so."""
     lanes, threads = compute.get("lanes"), compute.get("threads_per_lane")
     if not lanes:
         return ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipefleet.errors import FatalError
 from pipefleet.spec import ComputeSpec
@@ -32,13 +32,16 @@ class Plan:
         return ActorPoolStrategy(min_size=self.concurrency[0], max_size=self.concurrency[1])
 
 
-def forward_lanes(compute: ComputeSpec, device: Any) -> int:
-    """Forward passes one actor runs at once (:attr:`pipefleet.engine.Engine.lanes`), its torch
-    threads shared among them: ``compute.lanes``, by default one per whole CPU on a CPU; one on an
-    accelerator, which runs one pass at a time anyway."""
-    if getattr(device, "type", "cpu") != "cpu":
-        return 1
-    return compute.lanes or max(1, int(compute.num_cpus))
+def actor_threads(compute: ComputeSpec, on_cpu: bool, parallel_forward: bool = True) -> tuple[int, int]:
+    """(lanes, torch threads per lane) of one actor: the forward passes it runs at once
+    (:attr:`pipefleet.engine.Engine.lanes`) and the threads each gets.
+
+    ``compute.lanes``, by default one per whole CPU, on a CPU; the whole CPUs are divided evenly, so
+    ``num_cpus: 3, lanes: 2`` leaves one idle. One lane of every thread on an accelerator, which runs
+    one pass at a time anyway, and for a handler whose passes must not run at once."""
+    cpus = max(1, int(compute.num_cpus))
+    lanes = (compute.lanes or cpus) if on_cpu and parallel_forward else 1
+    return lanes, cpus // lanes
 
 
 def spare_cpus(resuming: bool) -> int:

@@ -119,7 +119,7 @@ def build_manifest(
                 "num_cpus": plan.num_cpus,
                 "num_gpus": plan.num_gpus,
                 "concurrency": plan.concurrency,
-                # Forward passes each actor ran at once, and torch threads for each (jobs/compute.py).
+                # Forward passes each actor ran at once, and torch threads for each (jobs/compute.actor_threads).
                 "lanes": identity.get("lanes"),
                 "threads_per_lane": identity.get("threads_per_lane"),
             },

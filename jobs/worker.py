@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from jobs.columns import DECODED, ERROR, FILE_BYTES, READ_ERROR
-from jobs.compute import forward_lanes
+from jobs.compute import actor_threads
 from jobs.decode import decoded_values
 from jobs.readers import FILE_FORMATS, input_columns
 from pipefleet.errors import RowError
@@ -65,7 +65,8 @@ class AnnotateBatch:
         from pipefleet.spec import parse_spec
 
         spec = parse_spec(json.loads(spec_json))
-        # One actor per CPU slot: threads beyond the slot only fight the other actors.
+        # Every thread of the actor's CPU slot while the model loads (threads beyond the slot only fight
+        # the other actors); its lanes are set once it is loaded.
         torch.set_num_threads(max(1, int(spec.compute.num_cpus)))
         self.handler = handler_class(spec.task)(spec)
         self.columns = input_columns(spec.input, type(self.handler))
@@ -76,8 +77,11 @@ class AnnotateBatch:
             self.dropped.append(FILE_BYTES)
         self.output_column = spec.output.column or self.handler.output_column
         self.handler.setup()
-        lanes = forward_lanes(spec.compute, self.handler.device)
-        threads_per_lane = max(1, int(spec.compute.num_cpus) // lanes)
+        # Known once the model is loaded (its device; whether it generates), and set process-wide: the
+        # stages around the forward passes run on one thread per lane as well.
+        lanes, threads_per_lane = actor_threads(
+            spec.compute, getattr(self.handler.device, "type", "cpu") == "cpu", self.handler.parallel_forward
+        )
         torch.set_num_threads(threads_per_lane)
         self.handler.engine.lanes = lanes
         self.arrow_type = self.handler.arrow_type(spec.params, tuple(self.columns))

@@ -10,7 +10,8 @@ pipeline's) and adds what a corpus or a busy endpoint needs:
   together, at most ``batch_rows`` rows and ``max_tokens`` padded tokens a pass, so padding is small;
 - a batch that runs out of memory is halved and retried; one that fails otherwise is retried row by
   row, so its good rows still get outputs;
-- with ``lanes`` above one (the job on a CPU), that many batches run at once, each in a thread of its own;
+- with ``lanes`` above one (the job on a CPU), that many batches run at once, each in a thread of its own
+  (and each halved on its own if it runs out of memory);
 - each row is postprocessed with its own parameters; exactly one outcome per input comes back, in order.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,12 +54,11 @@ class Engine:
     """Runs ``handler``'s stages over calls: ``Engine(handler).run(inputs, params)`` -> one outcome per input.
 
     ``lanes``: forward passes run at once, each in a thread of its own (set it with torch's threads
-    divided among them). On a CPU, a pass on one thread wastes none of it waiting for a second
-    thread at every operation, and one lane keeps working while Ray's own work takes a core: on 2
-    cores, README command 1's job ran 1.14x as fast in two lanes of one thread as in one pass on two
-    threads (paired runs, README Benchmarks). Batches of one call are shared among the lanes, so the
-    last rows of a job use every lane too (two actors of one thread idle one core while the other
-    finishes the last block).
+    divided among them), for handlers whose ``parallel_forward`` allows it. On a CPU, a pass on one
+    thread wastes none of it waiting for a second thread at every operation, and one lane keeps
+    working while Ray's own work takes a core (measured in the README's Benchmarks). Batches of one
+    call are shared among the lanes, so the last rows of a job use every lane too (two actors of one
+    thread idle one core while the other finishes the last block).
     """
 
     def __init__(self, handler: "TaskHandler", lanes: int = 1) -> None:
@@ -78,6 +78,8 @@ class Engine:
 
     @lanes.setter
     def lanes(self, lanes: int) -> None:
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {lanes}")
         self._lanes = lanes
         if self._pool is not None:  # made for the lanes before: the next call makes one for these
             self._pool.shutdown(wait=False)
@@ -153,19 +155,30 @@ class Engine:
         return features
 
     def _forward(self, features: list[_Feature], per_row: list, outcomes: list[Any]) -> dict[int, list]:
-        """Every feature forwarded in length-sorted batches per parameter set; failures become row errors."""
+        """Every feature forwarded in length-sorted batches per parameter set; failures become row errors.
+
+        The batches of every group go to the lanes at once, so that many small groups (rows with labels of
+        their own) still keep every lane busy."""
         groups: dict[tuple, list[_Feature]] = defaultdict(list)
         for feature in features:
             groups[per_row[feature.row].forward_key, self.handler.batch_key(feature.value)].append(feature)
-        per_row_outputs: dict[int, list[tuple[int, Any]]] = defaultdict(list)
+        started = []
         for group in groups.values():
             forward_params = per_row[group[0].row].forward
             ordered = sorted(group, key=lambda feature: hf_stages.feature_length(feature.value))
-            results = self._run_batches(
+            runs = self._start_batches(
                 [feature.value for feature in ordered],
                 lambda batch, p=forward_params: self.handler.forward(batch, p),
                 [hf_stages.token_count(feature.value) for feature in ordered],
             )
+            started.append((ordered, runs))
+        per_row_outputs: dict[int, list[tuple[int, Any]]] = defaultdict(list)
+        for ordered, runs in started:
+            results = []
+            for run in runs:
+                span_results, stats = run.result()
+                results.extend(span_results)
+                self.stats.oom_splits += stats.oom_splits
             for feature, result in zip(ordered, results):
                 if isinstance(result, RowError):
                     outcomes[feature.row] = outcomes[feature.row] or result
@@ -173,8 +186,10 @@ class Engine:
                     per_row_outputs[feature.row].append((feature.chunk, result))
         return per_row_outputs
 
-    def _run_batches(self, items: list[Any], forward: Callable, lengths: list[int]) -> list[Any]:
-        """:func:`run_batches` over ``items`` (sorted by ``lengths``), its batches shared among the lanes."""
+    def _start_batches(self, items: list[Any], forward: Callable, lengths: list[int]) -> list[Future]:
+        """:func:`run_batches` over ``items`` (sorted by ``lengths``): in one lane, run now, as one run, so
+        that a batch halved for memory keeps the rest of the group small; in several, each batch handed
+        to the lanes, to be halved on its own if it runs out of memory."""
 
         def run(start: int, end: int) -> tuple[list[Any], RunStats]:
             stats = RunStats()
@@ -185,20 +200,16 @@ class Engine:
                 )
             return results, stats
 
-        if self.lanes == 1:  # one run, so that a batch halved for memory keeps the rest of the call small
-            done = [run(0, len(items))]
-        else:
-            ends = [0]
-            while ends[-1] < len(items):
-                ends.append(batch_end(lengths, ends[-1], self.handler.batch_rows, self.max_tokens))
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="pipefleet-lane")
-            done = list(self._pool.map(run, ends[:-1], ends[1:]))
-        results = []
-        for span_results, stats in done:
-            results.extend(span_results)
-            self.stats.oom_splits += stats.oom_splits
-        return results
+        if self.lanes == 1:
+            done: Future = Future()
+            done.set_result(run(0, len(items)))
+            return [done]
+        cuts = [0]
+        while cuts[-1] < len(items):
+            cuts.append(batch_end(lengths, cuts[-1], self.handler.batch_rows, self.max_tokens))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="pipefleet-lane")
+        return [self._pool.submit(run, start, end) for start, end in zip(cuts[:-1], cuts[1:])]
 
 
 def batch_end(lengths: Sequence[int], start: int, size: int, max_tokens: int | None) -> int:

@@ -274,3 +274,8 @@ class TaskHandler(ABC):
     def ready(self) -> bool:
         """Whether :meth:`setup` has loaded the model."""
         return True
+
+    @property
+    def parallel_forward(self) -> bool:
+        """Whether :meth:`forward` may run for several batches at once, in threads (the engine's lanes)."""
+        return True

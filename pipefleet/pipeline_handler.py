@@ -51,6 +51,17 @@ class PipelineHandler(TaskHandler):
     def device(self) -> Any:
         return self.pipe.device
 
+    @property
+    def parallel_forward(self) -> bool:
+        """Not for a model that generates: sampling with a ``seed`` draws from torch's one process-wide
+        generator, which passes at once would share. Nor for rotary embeddings that rewrite their
+        frequencies in the model for each pass's length (``dynamic``, ``longrope``)."""
+        model = self.pipe.model
+        if model.can_generate():
+            return False
+        rope = getattr(model.config, "rope_parameters", None) or getattr(model.config, "rope_scaling", None)
+        return not (isinstance(rope, Mapping) and rope.get("rope_type", rope.get("type")) in {"dynamic", "longrope"})
+
     def identity(self) -> dict[str, Any]:
         from pipefleet.models import model_identity
 

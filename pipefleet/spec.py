@@ -90,9 +90,9 @@ class ComputeSpec(_Section):
     lanes: int | None = Field(
         None,
         ge=1,
-        description="Forward passes an actor on a CPU runs at once, its threads shared among them; "
+        description="Forward passes an actor on a CPU runs at once, its whole CPUs divided evenly among them; "
         "default: one per CPU (num_cpus), each on one thread. 1: one pass at a time on all its threads. "
-        "An actor on a GPU runs one.",
+        "An actor on a GPU, or of a model that generates, runs one.",
     )
     rows_per_call: int = Field(
         1024, ge=1, description="Rows handed to one actor call; they are sorted by length and cut into batches."

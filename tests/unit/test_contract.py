@@ -106,11 +106,12 @@ def test_lanes_run_batches_at_once_and_keep_every_row_in_order():
     import threading
 
     class Meeting(Doubler):
-        """Each pass waits for a second to run beside it: passes one after another would time out and fail."""
+        """Each pass waits for `parties` passes to run at once: fewer at a time would time out and fail."""
+
+        parties = 2
 
         def setup(self) -> None:
             super().setup()
-            self.meeting = threading.Barrier(2, timeout=10)
             self.threads: set[str] = set()
 
         def forward(self, batch: list[Any], params: Any) -> list[Any]:
@@ -122,11 +123,18 @@ def test_lanes_run_batches_at_once_and_keep_every_row_in_order():
 
     handler = Meeting(Spec.model_construct(task="test-doubler", params={}, batch_size=2, max_batch_tokens=None))
     handler.setup()
+    handler.meeting = threading.Barrier(2, timeout=10)
     handler.engine.lanes = 2
     texts = ["abcd", "a", "abc", "ab"]
     assert handler.predict(texts) == [8, 2, 6, 4]
     assert sorted(handler.forwarded) == [[1, 2], [3, 4]]  # sorted by length, cut at batch_size, as in one lane
     assert len(handler.threads) == 2 and all(name.startswith("pipefleet-lane") for name in handler.threads)
+    # Groups of their own (another forward parameter) share the lanes too: 3 passes of 3 groups at once.
+    handler.meeting = threading.Barrier(3, timeout=10)
+    handler.engine.lanes = 3  # after a call: the next call has three lanes, not the two made before
+    assert handler.predict(["ab", "abc", "abcd"], [{"scale": 1}, {"scale": 2}, {"scale": 3}]) == [2, 6, 12]
+    with pytest.raises(ValueError, match="lanes must be at least 1, got 0"):
+        handler.engine.lanes = 0
 
 
 def test_parameters_are_checked_once_per_call_and_immutable(monkeypatch):

@@ -25,18 +25,17 @@ def test_plan_actors_adapts_or_fails_fast():
 
 
 def test_an_actor_on_a_cpu_runs_one_lane_per_cpu_unless_told_otherwise():
-    import torch
-
-    from jobs.compute import forward_lanes
+    from jobs.compute import actor_threads
     from pipefleet.spec import ComputeSpec
 
-    cpu = torch.device("cpu")
-    assert forward_lanes(ComputeSpec(num_cpus=4), cpu) == 4
-    assert forward_lanes(ComputeSpec(num_cpus=2.5), cpu) == 2  # whole CPUs only
-    assert forward_lanes(ComputeSpec(num_cpus=0.5), cpu) == 1
-    assert forward_lanes(ComputeSpec(num_cpus=4, lanes=1), cpu) == 1
-    assert forward_lanes(ComputeSpec(num_cpus=4, lanes=2), cpu) == 2
-    assert forward_lanes(ComputeSpec(num_cpus=4), torch.device("cuda", 0)) == 1  # one pass at a time on a GPU
+    assert actor_threads(ComputeSpec(num_cpus=4), on_cpu=True) == (4, 1)
+    assert actor_threads(ComputeSpec(num_cpus=2.5), on_cpu=True) == (2, 1)  # whole CPUs only
+    assert actor_threads(ComputeSpec(num_cpus=0.5), on_cpu=True) == (1, 1)
+    assert actor_threads(ComputeSpec(num_cpus=4, lanes=1), on_cpu=True) == (1, 4)
+    assert actor_threads(ComputeSpec(num_cpus=4, lanes=2), on_cpu=True) == (2, 2)
+    assert actor_threads(ComputeSpec(num_cpus=3, lanes=2), on_cpu=True) == (2, 1)  # divided evenly
+    assert actor_threads(ComputeSpec(num_cpus=4), on_cpu=False) == (1, 4)  # one pass at a time on a GPU
+    assert actor_threads(ComputeSpec(num_cpus=4), on_cpu=True, parallel_forward=False) == (1, 4)
 
 
 def test_manifest_counts_jsonl_whose_errors_come_late(tmp_path):

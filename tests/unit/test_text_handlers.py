@@ -209,11 +209,11 @@ def test_parameters_the_pipeline_rejects_fail_only_their_rows(tiny_model, make_h
     ("task", "params"),
     [("text-classification", {"top_k": 2}), ("feature-extraction", {}), ("feature-extraction", {"pooling": "none"})],
 )
-@pytest.mark.parametrize("lanes", [1, 2])
-def test_out_of_memory_halves_the_batch_and_loses_nothing(tiny_model, make_handler, task, params, lanes):
+@pytest.mark.parametrize(("lanes", "splits"), [(1, 2), (2, 5)])
+def test_out_of_memory_halves_the_batch_and_loses_nothing(tiny_model, make_handler, task, params, lanes, splits):
     from tests.faults import oom_above
 
-    texts = TEXTS * 4
+    texts = TEXTS * 8  # 40 rows: batches of 16, 16 and 8
     handler = make_handler(task, tiny_model(task), batch_size=16, params=params)
     expected = handler.predict(texts)
     handler.engine.lanes = lanes
@@ -221,8 +221,15 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(tiny_model, make_handl
     got = handler.predict(texts)
     assert not any(isinstance(x, RowError) for x in got)
     assert_matches(got, expected)
-    # 16 rows -> 8 -> 4, then the other 4 rows as they are (in one lane: at the halved size, 4 fitting).
-    assert handler.stats.oom_splits == 2
+    # One lane: 16 rows -> 8 -> 4, then the rest at 4. Two lanes halve each batch on its own: 2 + 2 + 1.
+    assert handler.stats.oom_splits == splits
+
+
+def test_models_that_generate_run_one_pass_at_a_time(tiny_model, make_handler):
+    # Sampling with a seed draws from torch's one process-wide generator: passes at once would share it.
+    assert make_handler("text-classification", tiny_model("text-classification")).parallel_forward
+    assert make_handler("feature-extraction", tiny_model("feature-extraction")).parallel_forward
+    assert not make_handler("text-generation", tiny_model("text-generation")).parallel_forward
 
 
 def test_out_of_memory_on_a_single_row_is_that_rows_error(tiny_model, make_handler):

@@ -1,0 +1,129 @@
+"""Lanes, paired: one forward pass at a time on every thread against one pass per thread at once.
+
+    .venv/bin/python bench/lanes.py [--rows 3000] [--rounds 4] [--jobs]
+
+In one process (no Ray): all-MiniLM-L6-v2 over the mixed-length corpus, rows sorted by token length
+and cut as the engine cuts them (64 rows, 2048 padded tokens), run by one loop on 2 torch threads,
+then by 2 threads of one torch thread each taking the next batch, in turn, in float32 and under
+bfloat16 autocast where the CPU has it. With ``--jobs``: README command 1's job (one actor of 2 CPUs)
+with its default two lanes, then with ``lanes: 1``, as whole processes in turn. Prints each round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.batch import MAX_TOKENS, minilm, run_job  # noqa: E402
+from examples.make_corpus import make_corpus  # noqa: E402
+from pipefleet.engine import CPU_BATCH_TOKENS, batch_end  # noqa: E402
+
+
+def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm())
+    model = AutoModel.from_pretrained(minilm()).eval()
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=MAX_TOKENS)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    cuts = [0]
+    while cuts[-1] < len(order):
+        cuts.append(batch_end([lengths[i] for i in order], cuts[-1], 64, CPU_BATCH_TOKENS))
+    batches = [order[start:end] for start, end in zip(cuts[:-1], cuts[1:])]
+
+    def forward(rows: list[int]) -> None:
+        encoded = tokenizer([texts[i] for i in rows], padding=True, truncation=True, return_tensors="pt")
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            model(**encoded)
+
+    def one_loop() -> float:
+        torch.set_num_threads(2)
+        started = time.perf_counter()
+        for rows in batches:
+            forward(rows)
+        return time.perf_counter() - started
+
+    def two_lanes() -> float:
+        torch.set_num_threads(1)
+        todo: queue.Queue = queue.Queue()
+        for rows in batches:
+            todo.put(rows)
+
+        def lane() -> None:
+            while True:
+                try:
+                    rows = todo.get_nowait()
+                except queue.Empty:
+                    return
+                forward(rows)
+
+        started = time.perf_counter()
+        lanes = [threading.Thread(target=lane) for _ in range(2)]
+        for thread in lanes:
+            thread.start()
+        for thread in lanes:
+            thread.join()
+        return time.perf_counter() - started
+
+    one_loop()  # warm-up
+    mode = "bfloat16 autocast" if autocast else "float32"
+    for round_ in range(rounds):
+        loop, lanes = one_loop(), two_lanes()
+        print(
+            f"{mode} round {round_}: one loop of 2 threads {len(texts) / loop:.1f} rows/s, "
+            f"2 lanes of 1 thread {len(texts) / lanes:.1f} rows/s, {loop / lanes:.2f}x",
+            flush=True,
+        )
+
+
+def jobs(rows: int, rounds: int) -> None:
+    import pyarrow.parquet as pq
+    import yaml
+
+    workdir = Path(tempfile.mkdtemp(prefix="pipefleet-lanes-"))
+    pq.write_table(make_corpus(rows, seed=42), workdir / "corpus.parquet")
+    spec = yaml.safe_load((REPO / "examples" / "minilm-embeddings.yaml").read_text())
+    spec["input"]["path"] = str(workdir / "corpus.parquet")
+    for round_ in range(rounds):
+        walls = {}
+        for name, lanes in (("2 lanes (default)", None), ("lanes: 1", 1)):
+            spec["output"]["path"] = str(workdir / f"out-{round_}-{lanes}")
+            spec["compute"] = {"num_cpus": 2, "concurrency": 1, **({"lanes": lanes} if lanes else {})}
+            result = run_job(spec, workdir / "spec.json")
+            walls[name] = result["wall_s"]
+            print(
+                f"round {round_} {name}: {result['wall_s']:.1f} s, first batch after {result['startup_s']:.1f} s, "
+                f"{result['steady_rows_per_s']} rows/s from it",
+                flush=True,
+            )
+        print(f"round {round_}: wall ratio 2 lanes / 1 lane {walls['2 lanes (default)'] / walls['lanes: 1']:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--jobs", action="store_true", help="the job as whole processes instead of one process")
+    args = parser.parse_args()
+    if args.jobs:
+        jobs(args.rows, args.rounds)
+        return
+    from pipefleet.precision import cpu_bf16
+
+    texts = make_corpus(args.rows, seed=42)["text"].to_pylist()
+    in_process(texts, args.rounds, autocast=False)
+    if cpu_bf16():
+        in_process(texts, args.rounds, autocast=True)
+
+
+if __name__ == "__main__":
+    main()
