@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/lanes.py [--rows 3000] [--rounds 4] [--jobs]
 
-In one process (no Ray): all-MiniLM-L6-v2 over the mixed-length corpus, rows sorted by token length
-and cut as the engine cuts them (64 rows, 2048 padded tokens), run by one loop on 2 torch threads,
-then by 2 threads of one torch thread each taking the next batch, in turn, in float32 and under
-bfloat16 autocast where the CPU has it. With ``--jobs``: README command 1's job (one actor of 2 CPUs)
+Without Ray: all-MiniLM-L6-v2 over the mixed-length corpus, rows sorted by token length and cut as
+the engine cuts them (64 rows, 2048 padded tokens), run by one loop on 2 torch threads, by 2 threads
+of one torch thread each taking the next batch (lanes), and by 2 processes of one thread each taking
+every other batch (as two actors would, a GIL each), in turn, in float32 and under bfloat16
+autocast where the CPU has it. With ``--jobs``: README command 1's job (one actor of 2 CPUs)
 with its default two lanes, then with ``lanes: 1``, as whole processes in turn. Prints each round.
 """
 
@@ -17,7 +18,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -27,7 +30,8 @@ from examples.make_corpus import make_corpus  # noqa: E402
 from pipefleet.engine import CPU_BATCH_TOKENS, batch_end  # noqa: E402
 
 
-def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
+def loaded(texts: list[str], autocast: bool) -> tuple[list[list[int]], Callable[[list[int]], None]]:
+    """The engine's batches of ``texts`` (row numbers, sorted by token length) and a forward pass over one."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -44,6 +48,30 @@ def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
         encoded = tokenizer([texts[i] for i in rows], padding=True, truncation=True, return_tensors="pt")
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             model(**encoded)
+
+    return batches, forward
+
+
+def every_other_batch(texts: list[str], autocast: bool, first: int, go: Any, seconds: Any) -> None:
+    """In a process of its own, on one torch thread: every other batch, from ``first``, once ``go`` is set."""
+    import torch
+
+    torch.set_num_threads(1)
+    batches, forward = loaded(texts, autocast)
+    forward(batches[0])  # warm-up
+    go.wait()
+    started = time.perf_counter()
+    for rows in batches[first::2]:
+        forward(rows)
+    seconds.put(time.perf_counter() - started)
+
+
+def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
+    import multiprocessing
+
+    import torch
+
+    batches, forward = loaded(texts, autocast)
 
     def one_loop() -> float:
         torch.set_num_threads(2)
@@ -74,13 +102,30 @@ def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
             thread.join()
         return time.perf_counter() - started
 
+    def two_processes() -> float:
+        """Two actors of one thread, without Ray: a GIL each, every other batch each."""
+        context = multiprocessing.get_context("spawn")
+        go, seconds = context.Event(), context.Queue()
+        workers = [
+            context.Process(target=every_other_batch, args=(texts, autocast, first, go, seconds)) for first in (0, 1)
+        ]
+        for worker in workers:
+            worker.start()
+        time.sleep(30)  # both load the model (and warm up) before the clock starts
+        go.set()
+        slowest = max(seconds.get(), seconds.get())
+        for worker in workers:
+            worker.join()
+        return slowest
+
     one_loop()  # warm-up
     mode = "bfloat16 autocast" if autocast else "float32"
     for round_ in range(rounds):
-        loop, lanes = one_loop(), two_lanes()
+        loop, lanes, processes = one_loop(), two_lanes(), two_processes()
         print(
             f"{mode} round {round_}: one loop of 2 threads {len(texts) / loop:.1f} rows/s, "
-            f"2 lanes of 1 thread {len(texts) / lanes:.1f} rows/s, {loop / lanes:.2f}x",
+            f"2 lanes of 1 thread {len(texts) / lanes:.1f} ({loop / lanes:.2f}x), "
+            f"2 processes of 1 thread {len(texts) / processes:.1f} ({loop / processes:.2f}x)",
             flush=True,
         )
 
