@@ -6,8 +6,8 @@ Without Ray: all-MiniLM-L6-v2 over the mixed-length corpus, rows sorted by token
 the engine cuts them (64 rows, 2048 padded tokens), run by one loop on 2 torch threads, by 2 threads
 of one torch thread each taking the next batch (lanes), and by 2 processes of one thread each taking
 every other batch (as two actors would, a GIL each), in turn, in float32 and under bfloat16
-autocast where the CPU has it. With ``--jobs``: README command 1's job (one actor of 2 CPUs)
-with its default two lanes, then with ``lanes: 1``, as whole processes in turn. Prints each round.
+autocast where the CPU has it. With ``--jobs``: bench/batch.py's job in README command 1's layout
+(one actor of 2 CPUs) with its default two lanes, then with ``lanes: 1``, as whole processes in turn. Prints each round.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.batch import MAX_TOKENS, minilm, run_job  # noqa: E402
+from bench.batch import MAX_TOKENS, job, minilm  # noqa: E402
 from examples.make_corpus import make_corpus  # noqa: E402
 from pipefleet.engine import CPU_BATCH_TOKENS, batch_end  # noqa: E402
 
@@ -132,18 +132,15 @@ def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
 
 def jobs(rows: int, rounds: int) -> None:
     import pyarrow.parquet as pq
-    import yaml
 
     workdir = Path(tempfile.mkdtemp(prefix="pipefleet-lanes-"))
-    pq.write_table(make_corpus(rows, seed=42), workdir / "corpus.parquet")
-    spec = yaml.safe_load((REPO / "examples" / "minilm-embeddings.yaml").read_text())
-    spec["input"]["path"] = str(workdir / "corpus.parquet")
+    corpus = workdir / "corpus.parquet"
+    pq.write_table(make_corpus(rows, seed=42), corpus)
     for round_ in range(rounds):
         walls = {}
         for name, lanes in (("2 lanes (default)", None), ("lanes: 1", 1)):
-            spec["output"]["path"] = str(workdir / f"out-{round_}-{lanes}")
-            spec["compute"] = {"num_cpus": 2, "concurrency": 1, **({"lanes": lanes} if lanes else {})}
-            result = run_job(spec, workdir / "spec.json")
+            (workdir / str(round_)).mkdir(exist_ok=True)  # a fresh output each time: the same one would resume
+            result = job(corpus, 1, 2, workdir / str(round_), lanes)
             walls[name] = result["wall_s"]
             print(
                 f"round {round_} {name}: {result['wall_s']:.1f} s, first batch after {result['startup_s']:.1f} s, "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipefleet.errors import FatalError
-from pipefleet.spec import ComputeSpec
+from pipefleet.spec import ComputeSpec, whole_cpus
 
 if TYPE_CHECKING:
     import ray.data
@@ -39,7 +39,7 @@ def actor_threads(compute: ComputeSpec, on_cpu: bool, parallel_forward: bool = T
     ``compute.lanes``, by default one per whole CPU, on a CPU; the whole CPUs are divided evenly, so
     ``num_cpus: 3, lanes: 2`` leaves one idle. One lane of every thread on an accelerator, which runs
     one pass at a time anyway, and for a handler whose passes must not run at once."""
-    cpus = max(1, int(compute.num_cpus))
+    cpus = whole_cpus(compute.num_cpus)
     lanes = (compute.lanes or cpus) if on_cpu and parallel_forward else 1
     return lanes, cpus // lanes
 

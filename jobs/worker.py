@@ -62,12 +62,12 @@ class AnnotateBatch:
         import torch
 
         from pipefleet.registry import handler_class
-        from pipefleet.spec import parse_spec
+        from pipefleet.spec import parse_spec, whole_cpus
 
         spec = parse_spec(json.loads(spec_json))
         # Every thread of the actor's CPU slot while the model loads (threads beyond the slot only fight
         # the other actors); its lanes are set once it is loaded.
-        torch.set_num_threads(max(1, int(spec.compute.num_cpus)))
+        torch.set_num_threads(whole_cpus(spec.compute.num_cpus))
         self.handler = handler_class(spec.task)(spec)
         self.columns = input_columns(spec.input, type(self.handler))
         self.main_column = self.columns[self.handler.input_names()[0]]

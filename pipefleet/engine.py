@@ -61,11 +61,11 @@ class Engine:
     thread idle one core while the other finishes the last block).
     """
 
-    def __init__(self, handler: "TaskHandler", lanes: int = 1) -> None:
+    def __init__(self, handler: "TaskHandler") -> None:
         self.handler = handler
         self.stats = RunStats()
         self._pool: ThreadPoolExecutor | None = None
-        self.lanes = lanes
+        self._lanes = 1  # the job sets more on a CPU (jobs/worker.py)
         spec = handler.spec
         if spec.max_batch_tokens is not None:
             self.max_tokens: int | None = spec.max_batch_tokens

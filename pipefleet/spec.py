@@ -40,6 +40,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def whole_cpus(num_cpus: float) -> int:
+    """The torch threads a slot of ``num_cpus`` CPUs gets: its whole CPUs, at least one."""
+    return max(1, int(num_cpus))
+
+
 class InputSpec(_Section):
     """Where the job reads its rows."""
 
@@ -109,7 +114,7 @@ class ComputeSpec(_Section):
 
     @model_validator(mode="after")
     def _check_lanes(self) -> "ComputeSpec":
-        if self.lanes is not None and self.lanes > max(1, int(self.num_cpus)):
+        if self.lanes is not None and self.lanes > whole_cpus(self.num_cpus):
             raise ValueError(
                 f"lanes {self.lanes} > num_cpus {self.num_cpus:g}: each lane needs a CPU of its own; "
                 f"raise num_cpus or lower lanes"

@@ -58,7 +58,7 @@ class RouteServer:
         from ray.serve.metrics import Counter, Histogram
 
         from pipefleet.registry import handler_class
-        from pipefleet.spec import parse_spec
+        from pipefleet.spec import parse_spec, whole_cpus
 
         self.spec = parse_spec(json.loads(spec_json))
         settings = self.spec.serve
@@ -69,7 +69,7 @@ class RouteServer:
                 f"serve.auth_token_env names {env}, which is not set where the replica runs; "
                 "export it before starting Ray (or pipefleet serve) on the serving nodes"
             )
-        torch.set_num_threads(max(1, int(settings.num_cpus)))
+        torch.set_num_threads(whole_cpus(settings.num_cpus))
         self.handler = handler_class(self.spec.task)(self.spec)
         self.handler.setup()
         self.reading = 0  # requests this replica is reading, not yet handed to the batcher
