@@ -137,6 +137,17 @@ def test_lanes_run_batches_at_once_and_keep_every_row_in_order():
         handler.engine.lanes = 0
 
 
+def test_lanes_take_the_longest_batches_first_and_answer_in_order():
+    # The passes that end a call are then the short, cheap ones, so the lanes finish it nearly together.
+    handler = doubler()
+    handler.engine.lanes = 2
+    texts = ["a" * n for n in (3, 8, 1, 6, 2, 5, 7, 4)]
+    assert handler.predict(texts) == [2 * len(text) for text in texts]
+    assert sorted(handler.forwarded) == [[1, 2], [3, 4], [5, 6], [7, 8]]
+    # Two lanes start the two longest batches first and the two shortest last (either of each pair first).
+    assert handler.forwarded[0] in ([5, 6], [7, 8]) and handler.forwarded[-1] in ([1, 2], [3, 4])
+
+
 def test_parameters_are_checked_once_per_call_and_immutable(monkeypatch):
     handler = doubler()
     checks = []
