@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/lanes.py [--rows 3000] [--rounds 4] [--jobs]
 
-Without Ray: all-MiniLM-L6-v2 over the mixed-length corpus, rows sorted by token length and cut as
-the engine cuts them (64 rows, 2048 padded tokens), run by one loop on 2 torch threads, by 2 threads
-of one torch thread each taking the next batch (lanes), and by 2 processes of one thread each taking
-every other batch (as two actors would, a GIL each), in turn, in float32 and under bfloat16
-autocast where the CPU has it. With ``--jobs``: bench/batch.py's job in README command 1's layout
-(one actor of 2 CPUs) with its default two lanes, then with ``lanes: 1``, as whole processes in turn. Prints each round.
+Without Ray: all-MiniLM-L6-v2 over the mixed-length corpus in blocks of 1,024 rows (the job's
+calls), each block's rows sorted by token length and cut as the engine cuts them (64 rows, 2048
+padded tokens), run by one loop on 2 torch threads, by 2 threads of one torch thread each taking the
+next batch of the block (lanes), shortest batches first and longest first (the engine's order), and
+by 2 processes of one thread each taking every other batch (as two actors would, a GIL each), in
+turn, in float32 and under bfloat16 autocast where the CPU has it. With ``--jobs``: bench/batch.py's
+job in README command 1's layout (one actor of 2 CPUs) with its default two lanes, then with
+``lanes: 1``, as whole processes in turn. Prints each round.
 """
 
 from __future__ import annotations
@@ -29,27 +31,32 @@ from bench.batch import MAX_TOKENS, job, minilm  # noqa: E402
 from examples.make_corpus import make_corpus  # noqa: E402
 from pipefleet.engine import CPU_BATCH_TOKENS, batch_end  # noqa: E402
 
+BLOCK = 1024  # rows per call, as the job's compute.rows_per_call
 
-def loaded(texts: list[str], autocast: bool) -> tuple[list[list[int]], Callable[[list[int]], None]]:
-    """The engine's batches of ``texts`` (row numbers, sorted by token length) and a forward pass over one."""
+
+def loaded(texts: list[str], autocast: bool) -> tuple[list[list[list[int]]], Callable[[list[int]], None]]:
+    """The engine's batches of ``texts`` (row numbers), block by block, each block's sorted by token
+    length (shortest first), and a forward pass over one batch."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm())
     model = AutoModel.from_pretrained(minilm()).eval()
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=MAX_TOKENS)["input_ids"]]
-    order = sorted(range(len(texts)), key=lambda i: lengths[i])
-    cuts = [0]
-    while cuts[-1] < len(order):
-        cuts.append(batch_end([lengths[i] for i in order], cuts[-1], 64, CPU_BATCH_TOKENS))
-    batches = [order[start:end] for start, end in zip(cuts[:-1], cuts[1:])]
+    blocks = []
+    for first in range(0, len(texts), BLOCK):
+        order = sorted(range(first, min(first + BLOCK, len(texts))), key=lambda i: lengths[i])
+        cuts = [0]
+        while cuts[-1] < len(order):
+            cuts.append(batch_end([lengths[i] for i in order], cuts[-1], 64, CPU_BATCH_TOKENS))
+        blocks.append([order[start:end] for start, end in zip(cuts[:-1], cuts[1:])])
 
     def forward(rows: list[int]) -> None:
         encoded = tokenizer([texts[i] for i in rows], padding=True, truncation=True, return_tensors="pt")
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             model(**encoded)
 
-    return batches, forward
+    return blocks, forward
 
 
 def every_other_batch(texts: list[str], autocast: bool, first: int, go: Any, seconds: Any) -> None:
@@ -57,11 +64,11 @@ def every_other_batch(texts: list[str], autocast: bool, first: int, go: Any, sec
     import torch
 
     torch.set_num_threads(1)
-    batches, forward = loaded(texts, autocast)
-    forward(batches[0])  # warm-up
+    blocks, forward = loaded(texts, autocast)
+    forward(blocks[0][0])  # warm-up
     go.wait()
     started = time.perf_counter()
-    for rows in batches[first::2]:
+    for rows in [rows for batches in blocks for rows in batches][first::2]:
         forward(rows)
     seconds.put(time.perf_counter() - started)
 
@@ -71,22 +78,21 @@ def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
 
     import torch
 
-    batches, forward = loaded(texts, autocast)
+    blocks, forward = loaded(texts, autocast)
 
     def one_loop() -> float:
         torch.set_num_threads(2)
         started = time.perf_counter()
-        for rows in batches:
-            forward(rows)
+        for batches in blocks:
+            for rows in batches:
+                forward(rows)
         return time.perf_counter() - started
 
-    def two_lanes() -> float:
+    def two_lanes(longest_first: bool) -> float:
+        """Each block's batches shared by two lanes; the next block once both are done, as in an actor."""
         torch.set_num_threads(1)
-        todo: queue.Queue = queue.Queue()
-        for rows in batches:
-            todo.put(rows)
 
-        def lane() -> None:
+        def lane(todo: queue.Queue) -> None:
             while True:
                 try:
                     rows = todo.get_nowait()
@@ -95,11 +101,15 @@ def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
                 forward(rows)
 
         started = time.perf_counter()
-        lanes = [threading.Thread(target=lane) for _ in range(2)]
-        for thread in lanes:
-            thread.start()
-        for thread in lanes:
-            thread.join()
+        for batches in blocks:
+            todo: queue.Queue = queue.Queue()
+            for rows in reversed(batches) if longest_first else batches:
+                todo.put(rows)
+            lanes = [threading.Thread(target=lane, args=(todo,)) for _ in range(2)]
+            for thread in lanes:
+                thread.start()
+            for thread in lanes:
+                thread.join()
         return time.perf_counter() - started
 
     def two_processes() -> float:
@@ -121,10 +131,13 @@ def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
     one_loop()  # warm-up
     mode = "bfloat16 autocast" if autocast else "float32"
     for round_ in range(rounds):
-        loop, lanes, processes = one_loop(), two_lanes(), two_processes()
+        loop, shortest, longest = one_loop(), two_lanes(longest_first=False), two_lanes(longest_first=True)
+        processes = two_processes()
         print(
             f"{mode} round {round_}: one loop of 2 threads {len(texts) / loop:.1f} rows/s, "
-            f"2 lanes of 1 thread {len(texts) / lanes:.1f} ({loop / lanes:.2f}x), "
+            f"2 lanes of 1 thread, longest first {len(texts) / longest:.1f} ({loop / longest:.2f}x), "
+            f"shortest first {len(texts) / shortest:.1f} ({loop / shortest:.2f}x; longest first "
+            f"{shortest / longest:.2f}x as fast), "
             f"2 processes of 1 thread {len(texts) / processes:.1f} ({loop / processes:.2f}x)",
             flush=True,
         )
