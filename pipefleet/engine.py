@@ -212,8 +212,8 @@ class Engine:
             self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="pipefleet-lane")
         spans = list(zip(cuts[:-1], cuts[1:]))
         # Longest rows first: the passes that end a call are then the short, cheap ones, and the lanes
-        # finish it nearly together. In ascending order, one lane idled 0.1-0.15 s at the end of each
-        # 1,024-row block (7.5 s); longest first ran MiniLM 1.05x as fast (median of 11 alternating rounds).
+        # finish it nearly together. Shortest first, one lane idled 0.1-0.15 s at the end of each 1,024-row
+        # block of MiniLM (7.5 s); longest first ran 0.99x to 1.24x as fast, median 1.04x (bench/lanes.py).
         runs = {span: self._pool.submit(run, *span) for span in reversed(spans)}
         return [runs[span] for span in spans]
 
