@@ -162,18 +162,21 @@ class Engine:
         groups: dict[tuple, list[_Feature]] = defaultdict(list)
         for feature in features:
             groups[per_row[feature.row].forward_key, self.handler.batch_key(feature.value)].append(feature)
-        started = []
+        sorted_groups = []
+        work = []
         for group in groups.values():
             forward_params = per_row[group[0].row].forward
             ordered = sorted(group, key=lambda feature: hf_stages.feature_length(feature.value))
-            runs = self._start_batches(
-                [feature.value for feature in ordered],
-                lambda batch, p=forward_params: self.handler.forward(batch, p),
-                [hf_stages.token_count(feature.value) for feature in ordered],
+            sorted_groups.append(ordered)
+            work.append(
+                (
+                    [feature.value for feature in ordered],
+                    lambda batch, p=forward_params: self.handler.forward(batch, p),
+                    [hf_stages.token_count(feature.value) for feature in ordered],
+                )
             )
-            started.append((ordered, runs))
         per_row_outputs: dict[int, list[tuple[int, Any]]] = defaultdict(list)
-        for ordered, runs in started:
+        for ordered, runs in zip(sorted_groups, self._start_batches(work)):
             results = []
             for run in runs:
                 span_results, stats = run.result()
@@ -186,36 +189,47 @@ class Engine:
                     per_row_outputs[feature.row].append((feature.chunk, result))
         return per_row_outputs
 
-    def _start_batches(self, items: list[Any], forward: Callable, lengths: list[int]) -> list[Future]:
-        """:func:`run_batches` over ``items`` (sorted by ``lengths``): in one lane, run now, as one run, so
-        that a batch halved for memory keeps the rest of the group small; in several, each batch handed
-        to the lanes, longest first, to be halved on its own if it runs out of memory. The runs come back
-        in the order of ``items``."""
+    def _start_batches(self, groups: list[tuple[list[Any], Callable, list[int]]]) -> list[list[Future]]:
+        """:func:`run_batches` over each group's items (sorted by its lengths): each group's runs, in the
+        order of its items.
 
-        def run(start: int, end: int) -> tuple[list[Any], RunStats]:
+        In one lane each group runs now, as one run, so that a batch halved for memory keeps the rest of
+        the group small. In several, each batch goes to the lanes on its own (and is halved on its own if
+        it runs out of memory), the batches of longest rows of every group first: the passes that end a
+        call are then short ones, and the lanes finish it nearly together."""
+
+        def run(items: list[Any], forward: Callable, lengths: list[int]) -> tuple[list[Any], RunStats]:
             stats = RunStats()
             # In the lane's own thread: torch.autocast, like inference mode, holds for one thread.
             with precision.autocast(self.handler.spec, self.handler.device):
-                results = run_batches(
-                    items[start:end], self.handler.batch_rows, forward, stats, lengths[start:end], self.max_tokens
-                )
+                results = run_batches(items, self.handler.batch_rows, forward, stats, lengths, self.max_tokens)
             return results, stats
 
         if self.lanes == 1:
-            done: Future = Future()
-            done.set_result(run(0, len(items)))
-            return [done]
-        cuts = [0]
-        while cuts[-1] < len(items):
-            cuts.append(batch_end(lengths, cuts[-1], self.handler.batch_rows, self.max_tokens))
+            ran = []
+            for group in groups:
+                done: Future = Future()
+                done.set_result(run(*group))
+                ran.append([done])
+            return ran
+        spans = []  # (group, start, end) of every batch
+        for number, (_, _, lengths) in enumerate(groups):
+            cuts = [0]
+            while cuts[-1] < len(lengths):
+                cuts.append(batch_end(lengths, cuts[-1], self.handler.batch_rows, self.max_tokens))
+            spans.extend((number, start, end) for start, end in zip(cuts[:-1], cuts[1:]))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="pipefleet-lane")
-        spans = list(zip(cuts[:-1], cuts[1:]))
-        # Longest rows first: the passes that end a call are then the short, cheap ones, and the lanes
-        # finish it nearly together. Shortest first, one lane idled 0.1-0.15 s at the end of each 1,024-row
-        # block of MiniLM (7.5 s); longest first ran 0.99x to 1.24x as fast, median 1.04x (bench/lanes.py).
-        runs = {span: self._pool.submit(run, *span) for span in reversed(spans)}
-        return [runs[span] for span in spans]
+        # Longest rows first (a batch's last row is its longest), so that no lane idles at the end of a call
+        # while another runs its longest pass; bench/lanes.py times shortest first against longest first.
+        runs = {}
+        for number, start, end in sorted(spans, key=lambda span: groups[span[0]][2][span[2] - 1], reverse=True):
+            items, forward, lengths = groups[number]
+            runs[number, start, end] = self._pool.submit(run, items[start:end], forward, lengths[start:end])
+        per_group: list[list[Future]] = [[] for _ in groups]
+        for span in spans:
+            per_group[span[0]].append(runs[span])
+        return per_group
 
 
 def batch_end(lengths: Sequence[int], start: int, size: int, max_tokens: int | None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -102,29 +103,32 @@ def test_rows_keep_their_own_parameters_and_the_engine_sorts_and_batches():
     assert sorted(handler.forwarded) == [[1, 2], [3, 4]]
 
 
-def test_lanes_run_batches_at_once_and_keep_every_row_in_order():
-    import threading
+class Meeting(Doubler):
+    """Each pass waits at a barrier for as many passes as there are lanes: passes run one at a time
+    would time out and fail, and the passes that run together are recorded together."""
 
-    class Meeting(Doubler):
-        """Each pass waits for `parties` passes to run at once: fewer at a time would time out and fail."""
+    def setup(self) -> None:
+        super().setup()
+        self.threads: set[str] = set()
 
-        parties = 2
+    def forward(self, batch: list[Any], params: Any) -> list[Any]:
+        self.threads.add(threading.current_thread().name)
+        self.meeting.wait()
+        return super().forward(batch, params)
 
-        def setup(self) -> None:
-            super().setup()
-            self.threads: set[str] = set()
 
-        def forward(self, batch: list[Any], params: Any) -> list[Any]:
-            self.threads.add(threading.current_thread().name)
-            self.meeting.wait()
-            return super().forward(batch, params)
-
+def meeting(parties: int) -> Meeting:
     from pipefleet.spec import Spec
 
     handler = Meeting(Spec.model_construct(task="test-doubler", params={}, batch_size=2, max_batch_tokens=None))
     handler.setup()
-    handler.meeting = threading.Barrier(2, timeout=10)
-    handler.engine.lanes = 2
+    handler.meeting = threading.Barrier(parties, timeout=10)
+    handler.engine.lanes = parties
+    return handler
+
+
+def test_lanes_run_batches_at_once_and_keep_every_row_in_order():
+    handler = meeting(parties=2)
     texts = ["abcd", "a", "abc", "ab"]
     assert handler.predict(texts) == [8, 2, 6, 4]
     assert sorted(handler.forwarded) == [[1, 2], [3, 4]]  # sorted by length, cut at batch_size, as in one lane
@@ -139,13 +143,18 @@ def test_lanes_run_batches_at_once_and_keep_every_row_in_order():
 
 def test_lanes_take_the_longest_batches_first_and_answer_in_order():
     # The passes that end a call are then the short, cheap ones, so the lanes finish it nearly together.
-    handler = doubler()
-    handler.engine.lanes = 2
+    handler = meeting(parties=2)
     texts = ["a" * n for n in (3, 8, 1, 6, 2, 5, 7, 4)]
     assert handler.predict(texts) == [2 * len(text) for text in texts]
-    assert sorted(handler.forwarded) == [[1, 2], [3, 4], [5, 6], [7, 8]]
-    # Two lanes start the two longest batches first and the two shortest last (either of each pair first).
-    assert handler.forwarded[0] in ([5, 6], [7, 8]) and handler.forwarded[-1] in ([1, 2], [3, 4])
+    assert sorted(handler.forwarded[:2]) == [[5, 6], [7, 8]]  # the first two passes, run together
+    assert sorted(handler.forwarded[2:]) == [[1, 2], [3, 4]]
+    # Across groups too: the longest batches of a group that comes second (its own forward parameter) go first.
+    handler.forwarded.clear()
+    params = [{"scale": 1}] * 4 + [{"scale": 3}] * 4
+    assert handler.predict(texts, params) == [n * p["scale"] for n, p in zip(map(len, texts), params)]
+    # Lengths 3, 8, 1, 6 at scale 1 make [1, 3] and [6, 8]; lengths 2, 5, 7, 4 at scale 3 make [2, 4] and [5, 7].
+    assert sorted(handler.forwarded[:2]) == [[5, 7], [6, 8]]
+    assert sorted(handler.forwarded[2:]) == [[1, 3], [2, 4]]
 
 
 def test_parameters_are_checked_once_per_call_and_immutable(monkeypatch):
