@@ -6,10 +6,10 @@ Without Ray: all-MiniLM-L6-v2 over the mixed-length corpus in blocks of 1,024 ro
 calls), each block's rows sorted by token length and cut as the engine cuts them (64 rows, 2048
 padded tokens), run by one loop on 2 torch threads, by 2 threads of one torch thread each taking the
 next batch of the block (lanes), shortest batches first and longest first (the engine's order), and
-by 2 processes of one thread each taking every other batch (as two actors would, a GIL each), in
-turn, in float32 and under bfloat16 autocast where the CPU has it. With ``--jobs``: bench/batch.py's
-job in README command 1's layout (one actor of 2 CPUs) with its default two lanes, then with
-``lanes: 1``, as whole processes in turn. Prints each round.
+by 2 processes of one thread each taking every other batch (a GIL each, as two actors have, though
+actors would take whole blocks), in turn, in float32 and under bfloat16 autocast where the CPU has
+it. With ``--jobs``: bench/batch.py's job in README command 1's layout (one actor of 2 CPUs) with its
+default two lanes, then with ``lanes: 1``, as whole processes in turn. Prints each round.
 """
 
 from __future__ import annotations
@@ -131,7 +131,12 @@ def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
     one_loop()  # warm-up
     mode = "bfloat16 autocast" if autocast else "float32"
     for round_ in range(rounds):
-        loop, shortest, longest = one_loop(), two_lanes(longest_first=False), two_lanes(longest_first=True)
+        loop = one_loop()
+        # The two orders alternate from round to round, so that the machine's drift favours neither.
+        if round_ % 2:
+            longest, shortest = two_lanes(longest_first=True), two_lanes(longest_first=False)
+        else:
+            shortest, longest = two_lanes(longest_first=False), two_lanes(longest_first=True)
         processes = two_processes()
         print(
             f"{mode} round {round_}: one loop of 2 threads {len(texts) / loop:.1f} rows/s, "
