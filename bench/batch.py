@@ -1,6 +1,6 @@
 """Batch throughput: all-MiniLM-L6-v2 sentence embeddings of a mixed-length corpus, on CPU.
 
-    .venv/bin/python bench/batch.py [--rows 3000,20000] [--threads 2] [--all]
+    .venv/bin/python bench/batch.py [--rows 3000,20000] [--threads 2] [--all] [--paired ROUNDS]
 
 Every contender gets the same total number of threads, and runs on the same corpus:
   (b) raw loop: tokenise, forward, mean-pool, rows sorted by token length (what the hardware can do)
@@ -15,6 +15,12 @@ bfloat16 weights, (d) with autocast: bfloat16 and with dtype: bfloat16, each aga
 vectors (lowest cosine). ``--all`` adds (a) the raw loop in file order and (c) a plain
 pipeline("feature-extraction", batch_size=64) loop (slow: about 20 rows/s here). Prints tables and
 the goals, writes bench/results/batch.json.
+
+``--paired ROUNDS`` runs only the goals' end-to-end contenders, in turn, ROUNDS times per size:
+sentence-transformers float32, the job in float32 in README command 1's layout and on one actor per
+thread, and the job under ``autocast: bfloat16`` where the CPU has it. Each round's ratio compares
+runs minutes apart, so this machine's drift from hour to hour cancels out; writes
+bench/results/batch-paired.json.
 """
 
 from __future__ import annotations
@@ -315,6 +321,60 @@ def job_layouts(threads: int) -> list[tuple[int, int, int | None]]:
     return list(dict.fromkeys([(1, threads, None), (1, threads, 1), (threads, 1, None)]))
 
 
+def paired(rows: int, threads: int, rounds: int) -> dict[str, Any]:
+    """The goals' end-to-end ratios as paired rounds: sentence-transformers float32 and each job, in turn.
+
+    A job's ratio in a round is sentence-transformers' wall time over the job's, as rows/s.
+    sentence-transformers runs first in even rounds and last in odd ones, so that neither side always
+    meets the machine (or its file cache) in the same state."""
+    import pyarrow.parquet as pq
+
+    from pipefleet.precision import cpu_bf16
+
+    contenders = {
+        f"fp32, {layout_name(1, threads)}": ((1, threads), {}),
+        f"fp32, {layout_name(threads, 1)}": ((threads, 1), {}),
+    }
+    if cpu_bf16():
+        contenders[f"autocast: bfloat16, {layout_name(1, threads)}"] = ((1, threads), {"autocast": "bfloat16"})
+    ratios: dict[str, list[float]] = {name: [] for name in contenders}
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        corpus_path = workdir / "corpus.parquet"
+        pq.write_table(make_corpus(rows, seed=42), corpus_path)
+        for round_ in range(rounds):
+            roundir = workdir / str(round_)  # a fresh output each round: the same one would resume
+            roundir.mkdir()
+            this_round: dict[str, Any] = {}
+            if round_ % 2 == 0:
+                this_round[ST_FP32] = sentence_transformers(corpus_path, roundir / "st.parquet", threads)
+            for name, (layout, settings) in contenders.items():
+                this_round[name] = job(corpus_path, *layout, roundir, **settings)
+            if round_ % 2:
+                this_round[ST_FP32] = sentence_transformers(corpus_path, roundir / "st.parquet", threads)
+            peer_s = this_round[ST_FP32]["wall_s"]
+            for name in contenders:
+                result = this_round[name]
+                ratios[name].append(peer_s / result["wall_s"])
+                print(
+                    f"  {rows} rows, round {round_}: job {name} {rows / result['wall_s']:.1f} rows/s "
+                    f"({ratios[name][-1]:.2f}x {ST_FP32}'s {rows / peer_s:.1f}), "
+                    f"first batch after {result['startup_s']:.1f} s",
+                    flush=True,
+                )
+            runs.append(this_round)
+    print_table(
+        f"{rows} texts, {rounds} paired rounds: the job's rows/s over {ST_FP32}'s in the same round",
+        ["job", "median", "lowest", "highest"],
+        [[name, float(np.median(values)), min(values), max(values)] for name, values in ratios.items()],
+    )
+    return {"ratios_vs_st_fp32": ratios, "rounds": runs}
+
+
+ST_FP32 = "sentence-transformers fp32"
+
+
 def main() -> None:
     import torch
 
@@ -322,10 +382,20 @@ def main() -> None:
     parser.add_argument("--rows", default="3000,20000", help="corpus sizes, comma-separated")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--all", action="store_true", help="also (a) file order and (c) pipeline(): slow")
+    parser.add_argument(
+        "--paired", type=int, metavar="ROUNDS", help="only the end-to-end goals, in paired rounds (--all is ignored)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [int(size) for size in args.rows.split(",")]
     print(f"{args.threads} threads; {json.dumps(machine())}", flush=True)
+    if args.paired is not None:
+        if args.paired < 1:
+            parser.error("--paired needs at least one round")
+        sizes_paired = {str(rows): paired(rows, args.threads, args.paired) for rows in sizes}
+        path = save("batch-paired", {"machine": machine(), "threads": args.threads, "sizes": sizes_paired})
+        print(f"written: {path}")
+        return
     results = {}
     for rows in sizes:
         print(f"{rows} texts", flush=True)
