@@ -205,6 +205,15 @@ def running_ray() -> Iterator[str]:
         keeper.wait(timeout=120)
 
 
+def corpus_file(rows: int, workdir: Path) -> Path:
+    """The benchmarks' corpus of ``rows`` mixed-length texts (seed 42), written to ``workdir`` as Parquet."""
+    import pyarrow.parquet as pq
+
+    path = workdir / "corpus.parquet"
+    pq.write_table(make_corpus(rows, seed=42), path)
+    return path
+
+
 def sentence_transformers(corpus_path: Path, output: Path, threads: int, bf16: bool = False) -> dict[str, Any]:
     """Contender (e): the sentence-transformers script in a fresh process; whole-process and encode() seconds."""
     command = [sys.executable, str(REPO / "bench" / "peer_sentence_transformers.py"), str(corpus_path), str(output)]
@@ -327,8 +336,6 @@ def paired(rows: int, threads: int, rounds: int) -> dict[str, Any]:
     A job's ratio in a round is sentence-transformers' wall time over the job's, as rows/s.
     sentence-transformers runs first in even rounds and last in odd ones, so that neither side always
     meets the machine (or its file cache) in the same state."""
-    import pyarrow.parquet as pq
-
     from pipefleet.precision import cpu_bf16
 
     contenders = {
@@ -341,18 +348,17 @@ def paired(rows: int, threads: int, rounds: int) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        corpus_path = workdir / "corpus.parquet"
-        pq.write_table(make_corpus(rows, seed=42), corpus_path)
+        corpus_path = corpus_file(rows, workdir)
         for round_ in range(rounds):
             roundir = workdir / str(round_)  # a fresh output each round: the same one would resume
             roundir.mkdir()
             this_round: dict[str, Any] = {}
-            if round_ % 2 == 0:
-                this_round[ST_FP32] = sentence_transformers(corpus_path, roundir / "st.parquet", threads)
-            for name, (layout, settings) in contenders.items():
-                this_round[name] = job(corpus_path, *layout, roundir, **settings)
-            if round_ % 2:
-                this_round[ST_FP32] = sentence_transformers(corpus_path, roundir / "st.parquet", threads)
+            for name in [ST_FP32, *contenders] if round_ % 2 == 0 else [*contenders, ST_FP32]:
+                if name == ST_FP32:
+                    this_round[name] = sentence_transformers(corpus_path, roundir / "st.parquet", threads)
+                else:
+                    layout, settings = contenders[name]
+                    this_round[name] = job(corpus_path, *layout, roundir, **settings)
             peer_s = this_round[ST_FP32]["wall_s"]
             for name in contenders:
                 result = this_round[name]

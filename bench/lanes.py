@@ -27,7 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.batch import MAX_TOKENS, job, minilm  # noqa: E402
+from bench.batch import MAX_TOKENS, corpus_file, job, minilm  # noqa: E402
 from examples.make_corpus import make_corpus  # noqa: E402
 from pipefleet.engine import CPU_BATCH_TOKENS, batch_end  # noqa: E402
 
@@ -149,11 +149,9 @@ def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
 
 
 def jobs(rows: int, rounds: int) -> None:
-    import pyarrow.parquet as pq
 
     workdir = Path(tempfile.mkdtemp(prefix="pipefleet-lanes-"))
-    corpus = workdir / "corpus.parquet"
-    pq.write_table(make_corpus(rows, seed=42), corpus)
+    corpus = corpus_file(rows, workdir)
     for round_ in range(rounds):
         walls = {}
         for name, lanes in (("2 lanes (default)", None), ("lanes: 1", 1)):

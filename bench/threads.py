@@ -24,8 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.batch import job  # noqa: E402
-from examples.make_corpus import make_corpus  # noqa: E402
+from bench.batch import corpus_file, job  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -59,11 +58,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPUs (and threads) per actor")
     parser.add_argument("--lanes", type=int, help="compute.lanes (default: one per CPU)")
     args = parser.parse_args()
-    import pyarrow.parquet as pq
-
     workdir = Path(tempfile.mkdtemp(prefix="pipefleet-threads-"))
-    corpus = workdir / "corpus.parquet"
-    pq.write_table(make_corpus(args.rows, seed=42), corpus)
+    corpus = corpus_file(args.rows, workdir)
     result: dict[str, Any] = {}
     running = threading.Thread(
         target=lambda: result.update(job(corpus, args.actors, args.threads, workdir, args.lanes)), daemon=True

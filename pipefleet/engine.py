@@ -206,12 +206,7 @@ class Engine:
             return results, stats
 
         if self.lanes == 1:
-            ran = []
-            for group in groups:
-                done: Future = Future()
-                done.set_result(run(*group))
-                ran.append([done])
-            return ran
+            return [[_finished(run(*group))] for group in groups]
         spans = []  # (group, start, end) of every batch
         for number, (_, _, lengths) in enumerate(groups):
             cuts = [0]
@@ -230,6 +225,13 @@ class Engine:
         for span in spans:
             per_group[span[0]].append(runs[span])
         return per_group
+
+
+def _finished(result: Any) -> Future:
+    """A future that already holds ``result``: a run done in the caller's thread, shaped like the lanes'."""
+    done: Future = Future()
+    done.set_result(result)
+    return done
 
 
 def batch_end(lengths: Sequence[int], start: int, size: int, max_tokens: int | None) -> int:
