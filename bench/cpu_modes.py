@@ -4,12 +4,16 @@
 
 The sorted raw loop of bench/batch.py (tokenise, forward, mean-pool, rows sorted by token length,
 batches of 64) over the same mixed-length corpus, with the model as loaded (float32, SDPA
-attention, transformers' default), and with: bfloat16 autocast; torch.compile (timed after a
-warm-up pass over the same texts, so compilation is not counted); torch.ao dynamic int8 on every
-Linear layer; dynamic int8 on the feed-forward Linear layers only (attention kept in float32); and
-ONNX Runtime, the model exported with torch.onnx, in float32 and with its dynamic int8
-quantisation (``onnxruntime.quantization.quantize_dynamic``), on the same sorted batches and
-pooling. Each mode's lowest cosine against float32 says what it costs. Prints a table, writes
+attention, transformers' default), and with: bfloat16 autocast; torch.compile, in float32 and
+under autocast (timed after a warm-up pass over the same texts, so compilation is not counted in
+rows/s; the warm-up's seconds, what each actor would add to its start, are reported beside it);
+torch.ao dynamic int8 on every Linear layer; dynamic int8 on the feed-forward Linear layers only
+(attention kept in float32); oneDNN's bfloat16 fast math for float32 matmuls
+(``torch.backends.mkldnn.matmul.fp32_precision``, the CPU's counterpart of TF32 on GPUs: float32
+weights and activations, bfloat16 inside the matmul); and ONNX Runtime, the model exported with
+torch.onnx, in float32 and with its dynamic int8 quantisation
+(``onnxruntime.quantization.quantize_dynamic``), on the same sorted batches and pooling. Each
+mode's lowest cosine against float32 says what it costs. Prints a table, writes
 bench/results/cpu_modes.json.
 """
 
@@ -29,6 +33,8 @@ from bench.report import machine, print_table, save  # noqa: E402
 from examples.make_corpus import make_corpus  # noqa: E402
 
 FLOAT32 = "float32 (SDPA attention, the default)"
+COMPILED = "torch.compile (after warm-up)"
+COMPILED_AUTOCAST = "bfloat16 autocast + torch.compile (after warm-up)"
 
 
 def int8(only_feed_forward: bool) -> Any:
@@ -47,14 +53,27 @@ def int8(only_feed_forward: bool) -> Any:
     return prepare
 
 
-def compiled(texts: list[str]) -> Any:
-    """A ``prepare`` for raw_loop: torch.compile, warmed up on ``texts`` so the timing excludes compiling."""
+def fast_math(model: Any) -> Any:
+    """A ``prepare`` for raw_loop: oneDNN may compute float32 matmuls in bfloat16 (main() turns it off after)."""
+    import torch
+
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    return model
+
+
+def compiled(texts: list[str], autocast: bool, warm_up_s: dict[str, float]) -> Any:
+    """A ``prepare`` for raw_loop: torch.compile, warmed up on ``texts`` so the timing excludes compiling
+    (which an actor would pay at its start: its seconds go into ``warm_up_s["s"]``)."""
 
     def prepare(model: Any) -> Any:
+        import time
+
         import torch
 
         model.forward = torch.compile(model.forward, dynamic=True)
-        raw_loop(texts, sort_by_length=True, prepare=lambda _: model)
+        started = time.perf_counter()
+        raw_loop(texts, sort_by_length=True, autocast=autocast, prepare=lambda _: model)
+        warm_up_s["s"] = time.perf_counter() - started
         return model
 
     return prepare
@@ -112,10 +131,13 @@ def main() -> None:
     elapsed, reference = raw_loop(texts, sort_by_length=True)
     modes: dict[str, dict[str, float]] = {FLOAT32: {"rows_per_s": len(texts) / elapsed}}
     variants: dict[str, dict[str, Any]] = {}
+    compile_s: dict[str, dict[str, float]] = {COMPILED: {}, COMPILED_AUTOCAST: {}}  # each one's warm-up
     if cpu_bf16():
         variants["bfloat16 autocast"] = {"autocast": True}
+        variants[COMPILED_AUTOCAST] = {"autocast": True, "prepare": compiled(texts, True, compile_s[COMPILED_AUTOCAST])}
     variants |= {
-        "torch.compile (after warm-up)": {"prepare": compiled(texts)},
+        "oneDNN bfloat16 fast math for float32 matmuls": {"prepare": fast_math},
+        COMPILED: {"prepare": compiled(texts, False, compile_s[COMPILED])},
         "int8 dynamic, every Linear": {"prepare": int8(only_feed_forward=False)},
         "int8 dynamic, feed-forward Linears only": {"prepare": int8(only_feed_forward=True)},
         "ONNX Runtime, float32": {"prepare": onnx_runtime(args.threads, quantised=False)},
@@ -123,14 +145,23 @@ def main() -> None:
     }
     for name, settings in variants.items():
         elapsed, vectors = raw_loop(texts, sort_by_length=True, **settings)
+        torch.backends.mkldnn.matmul.fp32_precision = "none"  # fast_math's setting is process-wide
         modes[name] = {"rows_per_s": len(texts) / elapsed, "lowest_cosine": lowest_cosine(vectors, reference)}
+        if compile_s.get(name):
+            modes[name]["warm_up_s"] = compile_s[name]["s"]
         print(f"  {name}: {modes[name]}", flush=True)
     base = modes[FLOAT32]["rows_per_s"]
     print_table(
         f"MiniLM embeddings of {len(texts)} mixed-length texts in one process, {args.threads} threads",
-        ["mode", "rows/s", "x float32", "lowest cosine vs float32"],
+        ["mode", "rows/s", "x float32", "lowest cosine vs float32", "warm-up s"],
         [
-            [name, m["rows_per_s"], m["rows_per_s"] / base, f"{m.get('lowest_cosine', 1.0):.5f}"]
+            [
+                name,
+                m["rows_per_s"],
+                m["rows_per_s"] / base,
+                f"{m.get('lowest_cosine', 1.0):.5f}",
+                m.get("warm_up_s", "-"),
+            ]
             for name, m in modes.items()
         ],
     )
