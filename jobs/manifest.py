@@ -111,6 +111,7 @@ def build_manifest(
             # Until the first batch began (Ray starting, actors starting, models loading, the first read),
             # then the pace from there: a short run is mostly the first, a long one mostly the second.
             "startup_s": startup_s,
+            "startup_phases": start_phases(timing, this_run.get("actor_starts") or {}),
             "steady_rows_per_s": steady,
             # After the output was written: stopping the job's own Ray (nothing to stop on a cluster).
             "teardown_s": round(timing["stopped"] - timing["written"], 3),
@@ -126,6 +127,25 @@ def build_manifest(
             "notes": list(plan.notes),
         },
         "spec": json.loads(spec.model_dump_json()),
+    }
+
+
+def start_phases(timing: dict[str, float], actor_starts: dict[str, dict[str, float]]) -> dict[str, float | None]:
+    """Where the start went, in seconds from the job's start: Ray up (started here or joined), then the actor
+    that was ready first, from its ``__init__`` (its process up, its class unpickled) to its model loaded.
+
+    An actor's times come from its node's clock: on a cluster, read them to within the nodes' clock skew.
+    """
+    started = timing["started"]
+    first = min(actor_starts.values(), key=lambda times: times["ready"], default=None)
+
+    def since(moment: float | None) -> float | None:
+        return None if moment is None else round(max(moment - started, 0.0), 3)
+
+    return {
+        "ray_up_s": since(timing.get("connected")),
+        "actor_loading_s": since(first and first["began"]),
+        "actor_ready_s": since(first and first["ready"]),
     }
 
 

@@ -29,9 +29,14 @@ class JobStats:
         self.oom_splits: dict[str, int] = {}
         self.identity: dict[str, Any] = {}
         self.first_batch_began: float | None = None  # wall-clock time an actor first began a batch
+        # Per actor, the wall-clock times its __init__ began (its process up, its class unpickled) and ended.
+        self.actor_starts: dict[str, dict[str, float]] = {}
 
     def set_identity(self, identity: dict[str, Any]) -> None:
         self.identity = identity
+
+    def record_start(self, worker: str, began: float, ready: float) -> None:
+        self.actor_starts[worker] = {"began": began, "ready": ready}
 
     def record(self, worker: str, rows: int, errors: int, oom_splits_so_far: int, began_at: float) -> None:
         self.first_batch_began = min(began_at, self.first_batch_began or began_at)
@@ -46,6 +51,7 @@ class JobStats:
             "oom_splits": dict(self.oom_splits),
             "identity": self.identity,
             "first_batch_began": self.first_batch_began,
+            "actor_starts": dict(self.actor_starts),
         }
 
 
@@ -58,6 +64,7 @@ class AnnotateBatch:
     """
 
     def __init__(self, spec_json: str, stats_name: str | None = None) -> None:
+        loading_began = time.time()  # for the manifest's startup_phases
         import ray
         import torch
 
@@ -93,6 +100,7 @@ class AnnotateBatch:
             self.stats.set_identity.remote(
                 {**self.handler.identity(), "lanes": lanes, "threads_per_lane": threads_per_lane}
             )
+            self.stats.record_start.remote(self.worker, loading_began, time.time())
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         began_at = time.time()

@@ -79,6 +79,11 @@ def test_job_output_equals_handler(local_ray, tiny_model, tmp_path):
     assert sum(manifest["this_run"]["per_actor_rows"].values()) == 2000
     on_disk = json.loads(Path(manifest_path(str(tmp_path / "out"))).read_text())
     assert on_disk["spec"]["task"] == "text-classification" and on_disk["this_run"]["rows_per_s"] > 0
+    # Where the start went, in order: Ray up (joined here), the first actor ready, its first batch begun.
+    run = on_disk["this_run"]
+    phases = run["startup_phases"]
+    assert 0 <= phases["ray_up_s"] <= phases["actor_loading_s"] <= phases["actor_ready_s"] <= run["startup_s"]
+    assert run["startup_s"] <= run["wall_s"] and run["teardown_s"] >= 0
 
     # Typed columns: a list of {label, score} structs, readable by datasets too.
     schema = pq.read_schema(next((tmp_path / "out").glob("*.parquet")))
