@@ -137,15 +137,15 @@ def start_phases(timing: dict[str, float], actor_starts: dict[str, dict[str, flo
     An actor's times come from its node's clock: on a cluster, read them to within the nodes' clock skew.
     """
     started = timing["started"]
-    first = min(actor_starts.values(), key=lambda times: times["ready"], default=None)
+    first = min(actor_starts.values(), key=lambda times: times["ready"], default={})
 
     def since(moment: float | None) -> float | None:
         return None if moment is None else round(max(moment - started, 0.0), 3)
 
     return {
         "ray_up_s": since(timing.get("connected")),
-        "actor_loading_s": since(first and first["began"]),
-        "actor_ready_s": since(first and first["ready"]),
+        "actor_loading_s": since(first.get("began")),
+        "actor_ready_s": since(first.get("ready")),
     }
 
 
