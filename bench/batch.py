@@ -135,6 +135,7 @@ def run_job(spec: dict[str, Any], spec_path: Path, address: str | None = None) -
         "wall_s": wall,
         "run_s": run["wall_s"],
         "startup_s": run["startup_s"],
+        "startup_phases": run["startup_phases"],
         "teardown_s": run["teardown_s"],
         "steady_rows_per_s": run["steady_rows_per_s"],
         "rows": manifest["rows_ok"],
@@ -425,9 +426,25 @@ def report(rows: int, threads: int, result: dict[str, Any]) -> None:
     jobs = result["job"]
     print_table(
         "The job, float32, by layout (the last on a Ray it did not start: one actor of every thread)",
-        ["layout", "start-up s", "teardown s", "rows/s whole process", "rows/s from first batch"],
         [
-            [name, run["startup_s"], run["teardown_s"], rows / run["wall_s"], run["steady_rows_per_s"]]
+            "layout",
+            "Ray up s",
+            "actor loading s",
+            "actor ready s",
+            "start-up s",
+            "teardown s",
+            "rows/s whole process",
+            "rows/s from first batch",
+        ],
+        [
+            [
+                name,
+                *(run["startup_phases"][phase] for phase in ("ray_up_s", "actor_loading_s", "actor_ready_s")),
+                run["startup_s"],
+                run["teardown_s"],
+                rows / run["wall_s"],
+                run["steady_rows_per_s"],
+            ]
             for name in [*(layout_name(*layout) for layout in job_layouts(threads)), ON_RUNNING_RAY]
             for run in [jobs[f"fp32, {name}"]]
         ],
