@@ -331,6 +331,9 @@ def job_layouts(threads: int) -> list[tuple[int, int, int | None]]:
     return list(dict.fromkeys([(1, threads, None), (1, threads, 1), (threads, 1, None)]))
 
 
+ST_FP32 = "sentence-transformers fp32"
+
+
 def paired(rows: int, threads: int, rounds: int) -> dict[str, Any]:
     """The goals' end-to-end ratios as paired rounds: sentence-transformers float32 and each job, in turn.
 
@@ -377,9 +380,6 @@ def paired(rows: int, threads: int, rounds: int) -> dict[str, Any]:
         [[name, float(np.median(values)), min(values), max(values)] for name, values in ratios.items()],
     )
     return {"ratios_vs_st_fp32": ratios, "rounds": runs}
-
-
-ST_FP32 = "sentence-transformers fp32"
 
 
 def main() -> None:

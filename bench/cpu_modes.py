@@ -33,8 +33,6 @@ from bench.report import machine, print_table, save  # noqa: E402
 from examples.make_corpus import make_corpus  # noqa: E402
 
 FLOAT32 = "float32 (SDPA attention, the default)"
-COMPILED = "torch.compile (after warm-up)"
-COMPILED_AUTOCAST = "bfloat16 autocast + torch.compile (after warm-up)"
 
 
 def int8(only_feed_forward: bool) -> Any:
@@ -61,9 +59,9 @@ def fast_math(model: Any) -> Any:
     return model
 
 
-def compiled(texts: list[str], autocast: bool, warm_up_s: dict[str, float]) -> Any:
+def compiled(texts: list[str], autocast: bool) -> Any:
     """A ``prepare`` for raw_loop: torch.compile, warmed up on ``texts`` so the timing excludes compiling
-    (which an actor would pay at its start: its seconds go into ``warm_up_s["s"]``)."""
+    (which an actor would pay at its start: its seconds are left in ``prepare.warm_up_s``)."""
 
     def prepare(model: Any) -> Any:
         import time
@@ -73,7 +71,7 @@ def compiled(texts: list[str], autocast: bool, warm_up_s: dict[str, float]) -> A
         model.forward = torch.compile(model.forward, dynamic=True)
         started = time.perf_counter()
         raw_loop(texts, sort_by_length=True, autocast=autocast, prepare=lambda _: model)
-        warm_up_s["s"] = time.perf_counter() - started
+        prepare.warm_up_s = time.perf_counter() - started
         return model
 
     return prepare
@@ -131,13 +129,15 @@ def main() -> None:
     elapsed, reference = raw_loop(texts, sort_by_length=True)
     modes: dict[str, dict[str, float]] = {FLOAT32: {"rows_per_s": len(texts) / elapsed}}
     variants: dict[str, dict[str, Any]] = {}
-    compile_s: dict[str, dict[str, float]] = {COMPILED: {}, COMPILED_AUTOCAST: {}}  # each one's warm-up
     if cpu_bf16():
         variants["bfloat16 autocast"] = {"autocast": True}
-        variants[COMPILED_AUTOCAST] = {"autocast": True, "prepare": compiled(texts, True, compile_s[COMPILED_AUTOCAST])}
+        variants["bfloat16 autocast + torch.compile (after warm-up)"] = {
+            "autocast": True,
+            "prepare": compiled(texts, autocast=True),
+        }
     variants |= {
         "oneDNN bfloat16 fast math for float32 matmuls": {"prepare": fast_math},
-        COMPILED: {"prepare": compiled(texts, False, compile_s[COMPILED])},
+        "torch.compile (after warm-up)": {"prepare": compiled(texts, autocast=False)},
         "int8 dynamic, every Linear": {"prepare": int8(only_feed_forward=False)},
         "int8 dynamic, feed-forward Linears only": {"prepare": int8(only_feed_forward=True)},
         "ONNX Runtime, float32": {"prepare": onnx_runtime(args.threads, quantised=False)},
@@ -147,8 +147,8 @@ def main() -> None:
         elapsed, vectors = raw_loop(texts, sort_by_length=True, **settings)
         torch.backends.mkldnn.matmul.fp32_precision = "none"  # fast_math's setting is process-wide
         modes[name] = {"rows_per_s": len(texts) / elapsed, "lowest_cosine": lowest_cosine(vectors, reference)}
-        if compile_s.get(name):
-            modes[name]["warm_up_s"] = compile_s[name]["s"]
+        if hasattr(settings.get("prepare"), "warm_up_s"):
+            modes[name]["warm_up_s"] = settings["prepare"].warm_up_s
         print(f"  {name}: {modes[name]}", flush=True)
     base = modes[FLOAT32]["rows_per_s"]
     print_table(

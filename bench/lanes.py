@@ -149,7 +149,6 @@ def in_process(texts: list[str], rounds: int, autocast: bool) -> None:
 
 
 def jobs(rows: int, rounds: int) -> None:
-
     workdir = Path(tempfile.mkdtemp(prefix="pipefleet-lanes-"))
     corpus = corpus_file(rows, workdir)
     for round_ in range(rounds):

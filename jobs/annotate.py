@@ -169,15 +169,7 @@ def stats_snapshot(stats: Any) -> dict[str, Any]:
         return ray.get(stats.snapshot.remote(), timeout=60)
     except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
         print(f"pipefleet: warning: the job's stats were lost ({type(exc).__name__}); counts come from the output")
-        return {
-            "rows": {},
-            "errors": {},
-            "oom_splits": {},
-            "identity": {},
-            "first_batch_began": None,
-            "actor_starts": {},
-            "lost": True,
-        }
+        return {**JobStats().snapshot(), "lost": True}  # a fresh, empty snapshot: one place for its shape
 
 
 def alive_nodes() -> list[str]:

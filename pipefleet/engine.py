@@ -207,22 +207,23 @@ class Engine:
 
         if self.lanes == 1:
             return [[_finished(run(*group))] for group in groups]
-        spans = []  # (group, start, end) of every batch
+        spans = []  # (group, start, end, its longest row's length) of every batch: a batch's last row is its longest
         for number, (_, _, lengths) in enumerate(groups):
             cuts = [0]
             while cuts[-1] < len(lengths):
                 cuts.append(batch_end(lengths, cuts[-1], self.handler.batch_rows, self.max_tokens))
-            spans.extend((number, start, end) for start, end in zip(cuts[:-1], cuts[1:]))
+            spans.extend((number, start, end, lengths[end - 1]) for start, end in zip(cuts[:-1], cuts[1:]))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="pipefleet-lane")
-        # Longest rows first (a batch's last row is its longest), so that no lane idles at the end of a call
-        # while another runs its longest pass; bench/lanes.py times shortest first against longest first.
+        # Longest rows first, so that no lane idles at the end of a call while another runs its longest pass;
+        # bench/lanes.py times shortest first against longest first.
         runs = {}
-        for number, start, end in sorted(spans, key=lambda span: groups[span[0]][2][span[2] - 1], reverse=True):
+        for span in sorted(spans, key=lambda span: span[3], reverse=True):
+            number, start, end, _ = span
             items, forward, lengths = groups[number]
-            runs[number, start, end] = self._pool.submit(run, items[start:end], forward, lengths[start:end])
+            runs[span] = self._pool.submit(run, items[start:end], forward, lengths[start:end])
         per_group: list[list[Future]] = [[] for _ in groups]
-        for span in spans:
+        for span in spans:  # back in each group's order
             per_group[span[0]].append(runs[span])
         return per_group
 
